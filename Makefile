@@ -1,0 +1,36 @@
+# The README's commands. Each target does its own set-up on a fresh clone and is idempotent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.posekit-installed
+SYNTH_DIR := data/synthetic
+
+.PHONY: venv demo test lint format bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned here: the CPU build of 2.13.0 lies on this disk; an open range pulls CUDA.
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/posekit synth --out $(SYNTH_DIR) --images 2000 --val 200 --seed 0
+	$(BIN)/posekit check-data --labels $(SYNTH_DIR)/train.json --images $(SYNTH_DIR)/train
+	$(BIN)/posekit check-data --labels $(SYNTH_DIR)/val.json --images $(SYNTH_DIR)/val
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: venv
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs $(SYNTH_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""Command line: parse arguments, then call one library function per command.
+
+Every user mistake surfaces as a :class:`posekit.errors.UserError`; :func:`main` prints it as
+one line on stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from posekit.errors import EXIT_USER_ERROR, UserError, one_line
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises a UserError (one line, exit 2) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"posekit {self.prog.split()[-1]}: {message}; see --help")
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from posekit.config import config_to_yaml, load_config
+
+    config_file, overrides = args.config_file, list(args.overrides)
+    if config_file is not None and "=" in config_file:  # `config show key=value` (no file)
+        config_file, overrides = None, [config_file, *overrides]
+    cfg = load_config(config_file, [*overrides, *args.cfg_options])
+    sys.stdout.write(config_to_yaml(cfg))
+    return 0
+
+
+def _cmd_check_data(args: argparse.Namespace) -> int:
+    from posekit.data.check import run_check_data
+
+    return run_check_data(args.labels, args.images, args.schema, as_json=args.json)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from posekit.data.prepared_labels import run_prepare
+
+    return run_prepare(args.labels, args.output_name)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from posekit.data.synthetic import run_synth
+
+    return run_synth(args.out, args.images, size=args.size, seed=args.seed, val=args.val)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="posekit", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", parser_class=_ArgumentParser)
+
+    config = commands.add_parser("config", help="show the resolved config")
+    config_verbs = config.add_subparsers(dest="verb", parser_class=_ArgumentParser, required=True)
+    show = config_verbs.add_parser("show", help="print the resolved config as YAML")
+    show.add_argument("config_file", nargs="?", default=None, help="config YAML (default: built-in)")
+    show.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
+    show.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    show.set_defaults(handler=_cmd_config)
+
+    check = commands.add_parser("check-data", help="find problems in a COCO keypoint data set")
+    check.add_argument("--labels", required=True, help="COCO person-keypoints JSON")
+    check.add_argument("--images", required=True, help="images root folder")
+    check.add_argument("--schema", default="coco17", help="built-in schema name or YAML path")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=_cmd_check_data)
+
+    prepare = commands.add_parser("prepare", help="prepared training labels (Lightweight OpenPose)")
+    prepare.add_argument("--labels", required=True, help="COCO person-keypoints JSON")
+    prepare.add_argument("--output-name", required=True, help="output file (.json)")
+    prepare.set_defaults(handler=_cmd_prepare)
+
+    synth = commands.add_parser("synth", help="write the synthetic multi-person data set")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--images", type=int, required=True, help="training images")
+    synth.add_argument("--size", default="256x256", help="image size WxH")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--val", type=int, default=0, help="validation images")
+    synth.set_defaults(handler=_cmd_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 0
+        return handler(args)
+    except UserError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Typed configuration: YAML files with ``base:`` inheritance, overrides, validation.
+
+A config file may name one or more ``base:`` files (paths relative to itself). Bases are merged
+in order, then the file itself on top: mappings merge key by key, everything else (lists
+included) replaces. Overrides (``key.path=value`` words, ``--cfg-options k=v``) apply last.
+The merged mapping is validated into :class:`PosekitConfig`; unknown keys and wrong types fail
+with the dotted key path and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from posekit.atomic import atomic_write_text
+from posekit.errors import ConfigError, did_you_mean
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class SplitData(StrictModel):
+    labels: str | None = None
+    images: str | None = None
+
+
+class SyntheticData(StrictModel):
+    """The built-in synthetic data set, generated on first use when no labels are given."""
+
+    dir: str = "data/synthetic"
+    train_images: int = Field(2000, ge=1)
+    val_images: int = Field(200, ge=0)
+    size: str = "256x256"
+    seed: int = 0
+
+
+class DataConfig(StrictModel):
+    keypoint_schema: str = Field("coco17", alias="schema")
+    train: SplitData = SplitData()
+    val: SplitData = SplitData()
+    synthetic: SyntheticData = SyntheticData()
+    category_ids: list[int] | None = None
+    keypoints_field: str = "keypoints"
+    num_workers: int = Field(2, ge=0)
+
+
+class ModelConfig(StrictModel):
+    name: str = "lw_openpose"
+    params: dict[str, Any] = {}
+
+
+class OptimizerConfig(StrictModel):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(4e-5, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class TrainingConfig(StrictModel):
+    batch_size: int = Field(8, ge=1)
+    max_epochs: int = Field(10, ge=1)
+    batches_per_iter: int = Field(1, ge=1)
+    amp: bool = False
+    resume: str | None = None
+    subset_size: int | None = Field(None, ge=1)
+    subset_seed: int = 0
+    overfit: bool = False
+    resize_schedule: list[tuple[int, int]] | None = None
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+
+class PosekitConfig(StrictModel):
+    experiment_name: str = "default"
+    work_dir: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    def resolved_work_dir(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path("runs") / self.experiment_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and merging
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``top`` over ``base``: mappings merge recursively, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        reason = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: {reason}{line}; fix the YAML syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({type(exc).__name__}); check the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not a list or value")
+    return data
+
+
+def load_merged_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a config YAML and its ``base:`` files (recursively) into one mapping."""
+    file_path = Path(os.path.abspath(path))
+    if file_path in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, file_path))
+        raise ConfigError(f"{file_path}: 'base' inheritance forms a cycle ({cycle}); remove one")
+    data = read_yaml_mapping(file_path)
+    bases = data.pop("base", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{file_path}: 'base' must be a path or a list of paths")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        base_path = Path(os.path.abspath(file_path.parent / base))
+        merged = deep_merge(merged, load_merged_mapping(base_path, (*_chain, file_path)))
+    return deep_merge(merged, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+
+def parse_override_value(text: str) -> Any:
+    """A YAML scalar or flow value; numbers such as ``1e-4`` (a string to YAML 1.1) parse too."""
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) or value.lower() in ("inf", "nan") else value
+    return value
+
+
+def parse_override(word: str) -> tuple[list[str], Any]:
+    if "=" not in word:
+        raise ConfigError(f"override {word!r} must look like key.path=value (e.g. training.amp=true)")
+    key, _, raw = word.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {word!r}: {key!r} is not a dotted key path")
+    return parts, parse_override_value(raw)
+
+
+def apply_overrides(data: dict[str, Any], words: list[str]) -> dict[str, Any]:
+    result = copy.deepcopy(data)
+    for word in words:
+        parts, value = parse_override(word)
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {word!r}: {where!r} holds a value, not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation with readable errors
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Names (aliases where set) of the fields of the sub-model found at ``loc``."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields:
+            return []
+        match = next(
+            (info for name, info in fields.items() if part in (name, info.alias)),
+            None,
+        )
+        if match is None:
+            return []
+        current = match.annotation
+    fields = getattr(current, "model_fields", None) or {}
+    return [info.alias or name for name, info in fields.items()]
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    messages = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        key = ".".join(str(p) for p in loc)
+        if error["type"] == "extra_forbidden":
+            siblings = _fields_at(PosekitConfig, loc[:-1])
+            prefix = "".join(f"{p}." for p in loc[:-1])
+            hint = did_you_mean(str(loc[-1]), siblings).replace("'", f"'{prefix}", 1)
+            parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
+            messages.append(f"unknown key {key!r}{hint}; valid keys under {parent}: {siblings}")
+        else:
+            given = error.get("input")
+            shown = repr(given) if not isinstance(given, dict) else "a mapping"
+            messages.append(f"key {key!r}: {error['msg'].lower()} (got {shown})")
+    return f"{source}: " + "; ".join(messages)
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> PosekitConfig:
+    try:
+        return PosekitConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> PosekitConfig:
+    """Load ``path`` (or the defaults when ``None``), apply overrides, validate."""
+    data = load_merged_mapping(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    source = str(path) if path is not None else "config"
+    if overrides:
+        source += " + overrides"
+    return validate_config(data, source)
+
+
+def config_to_yaml(cfg: PosekitConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def save_config(cfg: PosekitConfig, path: str | Path) -> None:
+    atomic_write_text(path, config_to_yaml(cfg))

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from posekit.config import (
+    PosekitConfig,
+    apply_overrides,
+    deep_merge,
+    load_config,
+    parse_override_value,
+    save_config,
+)
+from posekit.errors import ConfigError
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults_validate() -> None:
+    cfg = load_config()
+    assert isinstance(cfg, PosekitConfig)
+    assert cfg.data.keypoint_schema == "coco17"
+    assert cfg.resolved_work_dir() == Path("runs/default")
+
+
+def test_deep_merge_merges_mappings_and_replaces_lists() -> None:
+    base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    top = {"a": {"c": [3]}, "e": 2}
+    assert deep_merge(base, top) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+    assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}  # inputs untouched
+
+
+def test_base_inheritance_chain(tmp_path: Path) -> None:
+    _write(tmp_path / "root.yaml", {"training": {"batch_size": 4, "max_epochs": 3}})
+    (tmp_path / "sub").mkdir()
+    _write(
+        tmp_path / "sub" / "mid.yaml",
+        {"base": "../root.yaml", "training": {"max_epochs": 5, "resize_schedule": [[1, 256]]}},
+    )
+    leaf = _write(
+        tmp_path / "sub" / "leaf.yaml",
+        {"base": ["mid.yaml"], "training": {"resize_schedule": [[2, 320]]}},
+    )
+    cfg = load_config(leaf)
+    assert cfg.training.batch_size == 4
+    assert cfg.training.max_epochs == 5
+    assert cfg.training.resize_schedule == [(2, 320)]  # lists replace, not append
+
+
+def test_base_cycle_is_reported(tmp_path: Path) -> None:
+    _write(tmp_path / "a.yaml", {"base": "b.yaml"})
+    _write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_overrides_words_and_types() -> None:
+    cfg = load_config(
+        None,
+        [
+            "training.optimizer.lr=1e-4",
+            "training.amp=true",
+            "data.train.labels=/x/train.json",
+            "data.schema=my.yaml",
+            "training.resize_schedule=[[1, 128], [3, 256]]",
+        ],
+    )
+    assert cfg.training.optimizer.lr == pytest.approx(1e-4)
+    assert cfg.training.amp is True
+    assert cfg.data.train.labels == "/x/train.json"
+    assert cfg.data.keypoint_schema == "my.yaml"
+    assert cfg.training.resize_schedule == [(1, 128), (3, 256)]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("1e-4", 1e-4), ("3", 3), ("true", True), ("null", None), ("abc", "abc"), ("[1, 2]", [1, 2])],
+)
+def test_parse_override_value(text: str, value: object) -> None:
+    assert parse_override_value(text) == value
+
+
+def test_unknown_key_suggests_closest() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["training.optimizer.lrr=0.1"])
+    message = str(info.value)
+    assert "'training.optimizer.lrr'" in message
+    assert "did you mean 'training.optimizer.lr'" in message
+
+
+def test_unknown_key_in_file_names_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "c.yaml", {"trainig": {"amp": True}})
+    with pytest.raises(ConfigError, match=r"c\.yaml.*did you mean 'training'"):
+        load_config(path)
+
+
+def test_wrong_type_names_key() -> None:
+    with pytest.raises(ConfigError, match="'training.batch_size'.*'many'"):
+        load_config(None, ["training.batch_size=many"])
+
+
+def test_bad_override_syntax() -> None:
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["training.amp"])
+    with pytest.raises(ConfigError, match="holds a value"):
+        apply_overrides({"training": {"amp": True}}, ["training.amp.x=1"])
+
+
+def test_malformed_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    top_list = tmp_path / "list.yaml"
+    top_list.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(top_list)
+
+
+def test_save_then_load_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(None, ["training.batch_size=3", "data.schema=x.yaml"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_repository_configs_validate() -> None:
+    configs = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
+    for path in configs:
+        load_config(path)
