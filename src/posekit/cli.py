@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="show the resolved config")
     config_verbs = config.add_subparsers(dest="verb", parser_class=_ArgumentParser, required=True)
     show = config_verbs.add_parser("show", help="print the resolved config as YAML")
-    show.add_argument("config_file", nargs="?", default=None, help="config YAML (default: built-in)")
+    show.add_argument(
+        "config_file", nargs="?", default=None, help="config YAML (default: built-in)"
+    )
     show.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
     show.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     show.set_defaults(handler=_cmd_config)

@@ -119,7 +119,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         reason = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: {reason}{line}; fix the YAML syntax") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read ({type(exc).__name__}); check the file") from None
+        reason = type(exc).__name__
+        raise ConfigError(f"{path}: cannot be read ({reason}); check the file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -167,7 +168,9 @@ def parse_override_value(text: str) -> Any:
 
 def parse_override(word: str) -> tuple[list[str], Any]:
     if "=" not in word:
-        raise ConfigError(f"override {word!r} must look like key.path=value (e.g. training.amp=true)")
+        raise ConfigError(
+            f"override {word!r} must look like key.path=value (e.g. training.amp=true)"
+        )
     key, _, raw = word.partition("=")
     parts = key.strip().split(".")
     if not all(parts):
