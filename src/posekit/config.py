@@ -41,8 +41,22 @@ class SyntheticData(StrictModel):
     seed: int = 0
 
 
+class AugmentConfig(StrictModel):
+    """Bottom-up training augmentation (defaults of the original OpenPose recipe)."""
+
+    scale_min: float = Field(0.5, gt=0)
+    scale_max: float = Field(1.1, gt=0)
+    target_dist: float = Field(0.6, gt=0)
+    max_rotate: float = Field(40.0, ge=0)
+    center_perturb: float = Field(40.0, ge=0)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    color_jitter: float = Field(0.2, ge=0)
+
+
 class DataConfig(StrictModel):
     keypoint_schema: str = Field("coco17", alias="schema")
+    input_size: int = Field(368, ge=32)
+    augment: AugmentConfig = AugmentConfig()
     train: SplitData = SplitData()
     val: SplitData = SplitData()
     synthetic: SyntheticData = SyntheticData()
@@ -64,6 +78,36 @@ class OptimizerConfig(StrictModel):
     betas: tuple[float, float] = (0.9, 0.999)
 
 
+class ScheduleConfig(StrictModel):
+    """Learning-rate schedule, stepped per optimizer step; milestones are in epochs."""
+
+    name: Literal["step", "cosine", "flat_cosine", "constant"] = "step"
+    milestones: list[int] = [100, 200, 260]
+    gamma: float = Field(0.333, gt=0)
+    warmup_iters: int = Field(0, ge=0)
+    warmup_start: float = Field(0.001, ge=0, le=1)
+    flat_fraction: float = Field(0.5, ge=0, le=1)
+    min_factor: float = Field(0.01, ge=0, le=1)
+
+
+class TargetsConfig(StrictModel):
+    sigma: float = Field(7.0, gt=0)
+    paf_width: float = Field(1.0, gt=0)
+
+
+class LossConfig(StrictModel):
+    heatmap_weight: float = Field(1.0, ge=0)
+    paf_weight: float = Field(1.0, ge=0)
+
+
+class InferenceConfig(StrictModel):
+    input_height: int = Field(368, ge=32)
+    flip: bool = False
+    scales: list[float] = [1.0]
+    heatmap_threshold: float = Field(0.1, ge=0)
+    min_keypoints: int = Field(3, ge=1)
+
+
 class TrainingConfig(StrictModel):
     batch_size: int = Field(8, ge=1)
     max_epochs: int = Field(10, ge=1)
@@ -75,6 +119,17 @@ class TrainingConfig(StrictModel):
     overfit: bool = False
     resize_schedule: list[tuple[int, int]] | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    max_iter: int | None = Field(None, ge=1)
+    log_after: int = Field(100, ge=1)
+    checkpoint_after: int = Field(5000, ge=0)
+    val_after: int = Field(5000, ge=0)
+    eval_interval: int = Field(1, ge=0)
+    val_output_name: str = "detections.json"
+    checkpoint_path: str | None = None
+    weights_only: bool = False
+    from_mobilenet: bool = False
+    grad_clip: float | None = Field(None, gt=0)
 
 
 class PosekitConfig(StrictModel):
@@ -84,6 +139,9 @@ class PosekitConfig(StrictModel):
     device: str = "auto"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
+    targets: TargetsConfig = TargetsConfig()
+    loss: LossConfig = LossConfig()
+    inference: InferenceConfig = InferenceConfig()
     training: TrainingConfig = TrainingConfig()
 
     def resolved_work_dir(self) -> Path:
@@ -178,20 +236,28 @@ def parse_override(word: str) -> tuple[list[str], Any]:
     return parts, parse_override_value(raw)
 
 
-def apply_overrides(data: dict[str, Any], words: list[str]) -> dict[str, Any]:
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``data`` with ``value`` set at the dotted ``key`` (mappings created as needed)."""
     result = copy.deepcopy(data)
+    parts = key.split(".")
+    node = result
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {key!r}: {where!r} holds a value, not a mapping")
+        node = child
+    node[parts[-1]] = value
+    return result
+
+
+def apply_overrides(data: dict[str, Any], words: list[str]) -> dict[str, Any]:
+    result = data
     for word in words:
         parts, value = parse_override(word)
-        node = result
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"override {word!r}: {where!r} holds a value, not a mapping")
-            node = child
-        node[parts[-1]] = value
+        result = set_dotted(result, ".".join(parts), value)
     return result
 
 
@@ -245,9 +311,13 @@ def validate_config(data: dict[str, Any], source: str = "config") -> PosekitConf
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> PosekitConfig:
-    """Load ``path`` (or the defaults when ``None``), apply overrides, validate."""
+    """Load ``path`` (or the defaults when ``None``), then typed ``settings`` (from CLI flags,
+    dotted keys), then ``key.path=value`` overrides; validate."""
     data = load_merged_mapping(path) if path is not None else {}
+    for key, value in (settings or {}).items():
+        data = set_dotted(data, key, value)
     data = apply_overrides(data, overrides or [])
     source = str(path) if path is not None else "config"
     if overrides:
