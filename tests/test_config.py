@@ -134,3 +134,13 @@ def test_repository_configs_validate() -> None:
     configs = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
     for path in configs:
         load_config(path)
+
+
+def test_environment_variables_expand_with_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSEKIT_TEST_DIR", raising=False)
+    words = ["data.train.labels=${POSEKIT_TEST_DIR:../shared}/coco/a.json"]
+    assert load_config(None, words).data.train.labels == "../shared/coco/a.json"
+    monkeypatch.setenv("POSEKIT_TEST_DIR", "/samples")
+    assert load_config(None, words).data.train.labels == "/samples/coco/a.json"
+    with pytest.raises(ConfigError, match="POSEKIT_NOT_SET_ANYWHERE"):
+        load_config(None, ["data.train.labels=${POSEKIT_NOT_SET_ANYWHERE}/x"])

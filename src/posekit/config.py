@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -205,6 +206,28 @@ def load_merged_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict
     return deep_merge(merged, data)
 
 
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    """``${NAME}`` / ``${NAME:default}`` in strings, recursively (e.g. sample data folders)."""
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name) or default
+        if found is None:
+            raise ConfigError(f"{value!r}: environment variable {name} is not set; set it")
+        return found
+
+    return _ENV_PATTERN.sub(replace, value)
+
+
 # ---------------------------------------------------------------------------------------------
 # Overrides
 
@@ -318,7 +341,7 @@ def load_config(
     data = load_merged_mapping(path) if path is not None else {}
     for key, value in (settings or {}).items():
         data = set_dotted(data, key, value)
-    data = apply_overrides(data, overrides or [])
+    data = expand_env(apply_overrides(data, overrides or []))
     source = str(path) if path is not None else "config"
     if overrides:
         source += " + overrides"
