@@ -317,9 +317,10 @@ def annotate_person(
 def keypoint_visibility(
     labels: np.ndarray, figure: Figure, rank: int, label_hidden_face: bool = False
 ) -> np.ndarray:
-    """(17, 3) x, y, v in pixel-index coordinates: 2 visible; 1 covered by something nearer (label > ``rank``); 0 with
-    x = y = 0 outside the frame. Face points hidden by the person's own head are 1 when
-    ``label_hidden_face``, else 0 (unlabelled, as COCO mostly leaves them)."""
+    """(17, 3) x, y, v in pixel-index coordinates: 2 visible; 1 covered by something nearer
+    (label > ``rank``); 0 with x = y = 0 outside the frame. Face points hidden by the
+    person's own head are 1 when ``label_hidden_face``, else 0 (unlabelled, as COCO mostly
+    leaves them)."""
     height, width = labels.shape
     xy = figure.keypoints
     inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
