@@ -34,19 +34,62 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from posekit.data.check import run_check_data
 
-    return run_check_data(args.labels, args.images, args.schema, as_json=args.json)
+    return run_check_data(
+        args.labels,
+        args.images,
+        args.schema,
+        as_json=args.json,
+        keypoints_field=args.keypoints_field,
+    )
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from posekit.data.prepared_labels import run_prepare
 
-    return run_prepare(args.labels, args.output_name)
+    return run_prepare(args.labels, args.output_name, net_input_size=args.net_input_size)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from posekit.data.synthetic import run_synth
 
     return run_synth(args.out, args.images, size=args.size, seed=args.seed, val=args.val)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from posekit.train_args import train_config
+    from posekit.training import train
+
+    train(train_config(args))
+    return 0
+
+
+def _cmd_val(args: argparse.Namespace) -> int:
+    from posekit.validation import run_val
+
+    settings = {
+        key: value
+        for key, value in (
+            ("data.val.labels", args.val_labels),
+            ("data.val.images", args.val_images_folder),
+            ("data.schema", args.schema),
+        )
+        if value is not None
+    }
+    run_val(
+        args.weights,
+        settings,
+        [*args.overrides, *args.cfg_options],
+        output_name=args.val_output_name,
+        as_json=args.json,
+    )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from posekit.prediction import run_predict
+
+    run_predict(args.source, args.weights, args.out, [*args.overrides, *args.cfg_options])
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,11 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--images", required=True, help="images root folder")
     check.add_argument("--schema", default="coco17", help="built-in schema name or YAML path")
     check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument(
+        "--keypoints-field", default="keypoints", help="annotation field (e.g. keypoints_21)"
+    )
     check.set_defaults(handler=_cmd_check_data)
 
     prepare = commands.add_parser("prepare", help="prepared training labels (Lightweight OpenPose)")
     prepare.add_argument("--labels", required=True, help="COCO person-keypoints JSON")
-    prepare.add_argument("--output-name", required=True, help="output file (.json)")
+    prepare.add_argument(
+        "--output-name", default="prepared_train_annotation.json", help="output file (.json)"
+    )
+    prepare.add_argument(
+        "--net-input-size", type=int, default=368, help="scale_provided = box height / this"
+    )
     prepare.set_defaults(handler=_cmd_prepare)
 
     synth = commands.add_parser("synth", help="write the synthetic multi-person data set")
@@ -82,6 +133,31 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--val", type=int, default=0, help="validation images")
     synth.set_defaults(handler=_cmd_synth)
+
+    from posekit.train_args import add_train_arguments
+
+    train = commands.add_parser("train", help="train a model (default: the synthetic demo)")
+    add_train_arguments(train)
+    train.set_defaults(handler=_cmd_train)
+
+    val = commands.add_parser("val", help="evaluate weights: COCO keypoint AP")
+    val.add_argument("--weights", required=True, help="checkpoint (.pth) or export")
+    val.add_argument("--val-labels", help="COCO keypoint JSON (default: the run's)")
+    val.add_argument("--val-images-folder", help="images folder (default: the run's)")
+    val.add_argument("--val-output-name", help="also write the COCO results JSON here")
+    val.add_argument("--schema", help="keypoint schema (default: the run's)")
+    val.add_argument("--json", action="store_true", help="last stdout line: metrics as JSON")
+    val.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
+    val.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    val.set_defaults(handler=_cmd_val)
+
+    predict = commands.add_parser("predict", help="find and draw people in images or a video")
+    predict.add_argument("source", help="an image, a folder of images or a video")
+    predict.add_argument("--weights", required=True, help="checkpoint (.pth) or export")
+    predict.add_argument("--out", default="predictions", help="output folder")
+    predict.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
+    predict.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    predict.set_defaults(handler=_cmd_predict)
     return parser
 
 
