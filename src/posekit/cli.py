@@ -164,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # key.path=value words may stand between options (argparse takes one positional run)
+        stray = [w for w in extra if w.startswith("-") or "=" not in w]
+        if stray or (extra and not hasattr(args, "overrides")):
+            parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        if extra:
+            args.overrides = [*args.overrides, *extra]
         handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
         if handler is None:
             parser.print_help()

@@ -77,6 +77,8 @@ class OptimizerConfig(StrictModel):
     weight_decay: float = Field(5e-4, ge=0)
     momentum: float = Field(0.9, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
+    # Lightweight OpenPose's multipliers: refinement stages 4x, biases 2x / 8x
+    original_lr_mults: bool = True
 
 
 class ScheduleConfig(StrictModel):
@@ -99,6 +101,8 @@ class TargetsConfig(StrictModel):
 class LossConfig(StrictModel):
     heatmap_weight: float = Field(1.0, ge=0)
     paf_weight: float = Field(1.0, ge=0)
+    # extra weight where the target is non-zero: pixel weight 1 + foreground_weight * |target|
+    foreground_weight: float = Field(0.0, ge=0)
 
 
 class InferenceConfig(StrictModel):

@@ -1,0 +1,93 @@
+"""Optimizer parameter groups and learning-rate schedules.
+
+Parameter groups follow Lightweight OpenPose's train.py: no weight decay on BatchNorm and
+depthwise weights, refinement stages at 4x the base learning rate, biases at 2x (trunk, CPM,
+initial stage) or 8x (refinement stages). Schedules are stepped per optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from posekit.config import OptimizerConfig, ScheduleConfig
+
+
+def _named_leaf_params(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module, str]]:
+    for module_name, child in module.named_modules():
+        for param_name, _ in child.named_parameters(recurse=False):
+            full = ".".join(p for p in (prefix, module_name, param_name) if p)
+            yield full, child, param_name
+
+
+def lw_openpose_param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
+    """The original's groups: (weights, lr, wd) x (decayed, not decayed) x (stage kind)."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    params = dict(model.named_parameters())
+    for name, child, param_name in _named_leaf_params(model, ""):
+        refinement = name.startswith("refinement_stages")
+        is_bias = param_name == "bias"
+        no_decay = isinstance(child, nn.modules.batchnorm._BatchNorm) or (
+            isinstance(child, nn.Conv2d) and child.groups > 1 and child.groups == child.in_channels
+        )
+        if is_bias:
+            lr_mult, decay = (8.0 if refinement else 2.0), 0.0
+        else:
+            lr_mult, decay = (4.0 if refinement else 1.0), (0.0 if no_decay else weight_decay)
+        groups.setdefault((lr_mult, decay), []).append(params[name])
+    return [
+        {"params": group, "lr": base_lr * lr_mult, "weight_decay": decay, "lr_mult": lr_mult}
+        for (lr_mult, decay), group in sorted(groups.items())
+    ]
+
+
+def plain_param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
+    """One learning rate; no weight decay on biases, BatchNorm and depthwise weights."""
+    decayed, plain = [], []
+    params = dict(model.named_parameters())
+    for name, child, param_name in _named_leaf_params(model, ""):
+        no_decay = param_name == "bias" or isinstance(child, nn.modules.batchnorm._BatchNorm)
+        if isinstance(child, nn.Conv2d) and child.groups > 1:
+            no_decay = True
+        (plain if no_decay else decayed).append(params[name])
+    return [
+        {"params": decayed, "lr": base_lr, "weight_decay": weight_decay, "lr_mult": 1.0},
+        {"params": plain, "lr": base_lr, "weight_decay": 0.0, "lr_mult": 1.0},
+    ]
+
+
+def build_optimizer(param_groups: list[dict], cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(param_groups, lr=cfg.lr, betas=cfg.betas)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=cfg.betas)
+    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def lr_factor(step: int, total_steps: int, steps_per_epoch: int, cfg: ScheduleConfig) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based). Pure."""
+    warmup = cfg.warmup_iters
+    if warmup and step < warmup:
+        return cfg.warmup_start + (1 - cfg.warmup_start) * step / warmup
+    if cfg.name == "step":
+        epoch = step // max(1, steps_per_epoch)
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    if cfg.name == "constant":
+        return 1.0
+    flat = warmup + int(cfg.flat_fraction * max(0, total_steps - warmup))
+    if cfg.name == "flat_cosine" and step < flat:
+        return 1.0
+    start = flat if cfg.name == "flat_cosine" else warmup
+    progress = min(1.0, (step - start) / max(1, total_steps - start))
+    return cfg.min_factor + (1 - cfg.min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int, cfg: ScheduleConfig
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, steps_per_epoch, cfg)
+    )

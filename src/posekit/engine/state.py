@@ -1,0 +1,97 @@
+"""Checkpoints: one dict of tensors and plain values, written atomically, read weights-only.
+
+RNG states are stored as tensors and plain values so that ``torch.load(weights_only=True)``
+reads them; nothing in a checkpoint can run code when loaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from posekit.atomic import atomic_write_with
+from posekit.errors import CheckpointError
+
+CHECKPOINT_FORMAT = "posekit-checkpoint-v1"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    version, internal, gauss = random.getstate()
+    name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
+    return {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["position"],
+            np_state["has_gauss"],
+            np_state["cached"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to a temporary file, fsync, then rename over ``path``."""
+    payload = {"format": CHECKPOINT_FORMAT, **payload}
+    atomic_write_with(path, lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; bad files raise a one-line CheckpointError."""
+    file_path = Path(path)
+    if not file_path.is_file():
+        raise CheckpointError(f"checkpoint {file_path} not found; check the path")
+    try:
+        data = torch.load(file_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(
+            f"{file_path}: refused, it holds objects a weights-only load does not allow "
+            f"({first[:120]}); only load checkpoints you trust with code you trust"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{file_path}: truncated or corrupt checkpoint ({type(exc).__name__}); "
+            "use an earlier checkpoint (e.g. checkpoints/last.pth or checkpoint_epoch_N.pth)"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file_path}: not a checkpoint (expected a dict of tensors)")
+    return data
+
+
+def model_state_from(data: dict[str, Any], prefer_ema: bool = False) -> dict[str, torch.Tensor]:
+    """The model weights of a posekit checkpoint, of an original-repo checkpoint, or raw."""
+    if prefer_ema and isinstance(data.get("ema"), dict) and "model" in data["ema"]:
+        return data["ema"]["model"]
+    for key in ("model", "state_dict"):
+        if isinstance(data.get(key), dict):
+            return data[key]
+    if all(isinstance(v, torch.Tensor) for v in data.values()):
+        return data  # a bare state dict
+    raise CheckpointError("checkpoint holds no model weights (no 'model' or 'state_dict' key)")

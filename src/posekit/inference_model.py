@@ -1,0 +1,81 @@
+"""Loading a trained model for inference: from a posekit checkpoint (its config and schema
+travel inside) or from exported safetensors weights with their JSON sidecar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from posekit.bottomup.task import BottomUpTask
+from posekit.config import (
+    PosekitConfig,
+    SplitData,
+    apply_overrides,
+    set_dotted,
+    validate_config,
+)
+from posekit.engine.loop import pick_device
+from posekit.engine.state import load_checkpoint, model_state_from
+from posekit.errors import CheckpointError
+
+
+@dataclass
+class LoadedModel:
+    cfg: PosekitConfig
+    task: BottomUpTask
+    model: nn.Module
+    device: torch.device
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """(model state, config dict or None) of a checkpoint or an exported weights file."""
+    file_path = Path(path)
+    if file_path.suffix == ".safetensors":
+        from posekit.export import read_safetensors
+
+        return read_safetensors(file_path)
+    data = load_checkpoint(file_path)
+    return model_state_from(data, prefer_ema=True), data.get("config")
+
+
+def load_model(
+    weights: str | Path,
+    settings: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    base_config: PosekitConfig | None = None,
+) -> LoadedModel:
+    """Rebuild the model a weights file was trained as, load it, put it in eval mode.
+
+    ``settings`` (dotted keys) and ``overrides`` change the stored config (e.g. other
+    validation data or inference options); ``base_config`` is used when the file has none.
+    """
+    state, stored = read_weights(weights)
+    if stored is None:
+        if base_config is None:
+            raise CheckpointError(
+                f"{weights}: holds no posekit config; pass --config with the model's config"
+            )
+        stored = base_config.to_dict()
+    data = dict(stored)
+    for key, value in (settings or {}).items():
+        data = set_dotted(data, key, value)
+    data = apply_overrides(data, overrides or [])
+    cfg = validate_config(data, f"{weights} (stored config)")
+    # data for inference only: training labels are not loaded
+    no_train = cfg.data.model_copy(update={"train": SplitData()})
+    cfg = cfg.model_copy(update={"data": no_train})
+    device = pick_device(cfg.device)
+    task = BottomUpTask(cfg, device)
+    try:
+        task.model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{weights}: weights do not fit the model ({first[:160]})") from None
+    model = task.model.to(device).eval()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return LoadedModel(cfg, task, model, device)

@@ -1,0 +1,38 @@
+"""``posekit val``: evaluate trained weights on a COCO keypoint data set."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from posekit.bottomup.task import evaluate_bottomup, load_split
+from posekit.errors import ConfigError
+from posekit.evaluation import format_table
+from posekit.inference_model import load_model
+
+
+def run_val(
+    weights: str,
+    settings: dict[str, Any],
+    overrides: list[str],
+    output_name: str | None = None,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+) -> dict[str, float]:
+    """Print the AP table (or PCK); with ``as_json`` the last line is the metrics object."""
+    loaded = load_model(weights, settings, overrides)
+    data = load_split(loaded.cfg, "val", loaded.task.schema)
+    if data is None:
+        raise ConfigError(
+            "no validation data: give --val-labels and --val-images-folder "
+            "(or data.val.labels / data.val.images)"
+        )
+    results_path = Path(output_name) if output_name else None
+    metrics = evaluate_bottomup(loaded.task, loaded.model, data, results_path)
+    print(f"{len(data)} images from {data.labels_path}", file=out)
+    print(format_table(metrics) if "AP" in metrics else f"PCK@0.2 {metrics['PCK']:.4f}", file=out)
+    if as_json:
+        print(json.dumps({k: round(float(v), 6) for k, v in metrics.items()}), file=out)
+    return metrics
