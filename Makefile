@@ -16,10 +16,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: venv
-	$(BIN)/posekit synth --out $(SYNTH_DIR) --images 2000 --val 200 --seed 0
+RUN_DIR := runs/synthetic
+
+$(SYNTH_DIR)/synthetic.json: $(STAMP)
+	$(BIN)/posekit synth --out $(SYNTH_DIR) --images 2000 --val 200 --size 256x256 --seed 0
+
+demo: venv $(SYNTH_DIR)/synthetic.json
 	$(BIN)/posekit check-data --labels $(SYNTH_DIR)/train.json --images $(SYNTH_DIR)/train
 	$(BIN)/posekit check-data --labels $(SYNTH_DIR)/val.json --images $(SYNTH_DIR)/val
+	$(BIN)/posekit train --config configs/lw_openpose/synthetic.yaml
+	$(BIN)/posekit val --weights $(RUN_DIR)/checkpoints/best.pth
+	$(BIN)/posekit predict $(SYNTH_DIR)/val --weights $(RUN_DIR)/checkpoints/best.pth \
+		--out $(RUN_DIR)/predictions
+	@echo "demo done: see $(RUN_DIR)/results.csv, $(RUN_DIR)/plots/ and $(RUN_DIR)/predictions/"
 
 test: venv
 	$(BIN)/python -m pytest -q

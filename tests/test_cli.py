@@ -65,3 +65,41 @@ def test_main_returns_2_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "show", "training.batch_size=zero"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_check_data_exit_codes(real_coco_dir: Path, tmp_path: Path) -> None:
+    clean = run_cli("check-data", "--labels", str(real_coco_dir / "test_coco.json"),
+                    "--images", str(real_coco_dir))  # fmt: skip
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    empty = tmp_path / "images"
+    empty.mkdir()
+    broken = run_cli("check-data", "--labels", str(real_coco_dir / "test_coco.json"),
+                     "--images", str(empty), "--json")  # fmt: skip
+    assert broken.returncode == 1
+    assert "000000000785.jpg" in broken.stdout or "785" in broken.stdout
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{not json")
+    assert_user_error(run_cli("check-data", "--labels", str(bad_json), "--images", str(empty)),
+                      "bad.json")  # fmt: skip
+
+
+def test_prepare_writes_safe_json(real_coco_dir: Path, tmp_path: Path) -> None:
+    result = run_cli("prepare", "--labels", str(real_coco_dir / "test_coco.json"),
+                     "--output-name", str(tmp_path / "prepared.pkl"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "prepared.json").is_file()
+    assert not (tmp_path / "prepared.pkl").exists()
+
+
+def test_synth_and_bad_schema_errors(tmp_path: Path) -> None:
+    assert_user_error(run_cli("synth", "--out", str(tmp_path), "--images", "2", "--size", "2x2"),
+                      "--size")  # fmt: skip
+    schema = tmp_path / "s.yaml"
+    schema.write_text("keypoints: [a, b]\nskeleton: [[0, 5]]\n")
+    labels = tmp_path / "l.json"
+    labels.write_text('{"images": [], "annotations": [], "categories": []}')
+    assert_user_error(
+        run_cli("check-data", "--labels", str(labels), "--images", str(tmp_path),
+                "--schema", str(schema)),
+        "s.yaml", "out of range",
+    )  # fmt: skip

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from posekit.atomic import atomic_write_text
 from posekit.bottomup.task import BottomUpTask
 from posekit.config import PosekitConfig
 from posekit.engine.loop import Trainer, TrainState, pick_device
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError, ConfigError
-
-SYNTHETIC_STAMP = "synthetic.json"
 
 
 def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig:
@@ -24,23 +20,18 @@ def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig
     generating it first when it is missing or was made with other settings."""
     if cfg.data.train.labels is not None:
         return cfg
-    from posekit.data.synthetic import generate_synthetic, parse_size
+    from posekit.data.synthetic import generate_synthetic, parse_size, synthetic_is_current
 
     synth = cfg.data.synthetic
     root = Path(synth.dir)
-    wanted = synth.model_dump()
-    stamp = root / SYNTHETIC_STAMP
-    current = json.loads(stamp.read_text()) if stamp.is_file() else None
-    if current != wanted:
+    size = parse_size(synth.size)
+    if not synthetic_is_current(root, synth.train_images, synth.val_images, size, synth.seed):
         say(
             f"generating the synthetic data set in {root} "
             f"({synth.train_images} + {synth.val_images} images)"
         )
         started = time.perf_counter()
-        generate_synthetic(
-            root, synth.train_images, synth.val_images, parse_size(synth.size), synth.seed
-        )
-        atomic_write_text(stamp, json.dumps(wanted, indent=2))
+        generate_synthetic(root, synth.train_images, synth.val_images, size, synth.seed)
         say(f"  done in {time.perf_counter() - started:.1f} s")
     data = cfg.data.model_copy(deep=True)
     data.train.labels, data.train.images = str(root / "train.json"), str(root / "train")

@@ -69,7 +69,7 @@ def test_same_seed_same_bytes_and_chunking_does_not_matter(
     generate_synthetic(tmp_path / "b", num_train=6, num_val=2, seed=7, workers=2)
     generate_synthetic(tmp_path / "c", num_train=6, num_val=2, seed=8)
     first, second, other = (_files(tmp_path / name) for name in "abc")
-    assert len(first) == 6 + 2 + 2
+    assert len(first) == 6 + 2 + 2 + 1  # images, two JSONs, the stamp
     assert first == second
     assert first["train.json"] != other["train.json"]
     assert all(first[name] != other[name] for name in first if name.endswith(".jpg"))
@@ -265,3 +265,13 @@ def test_run_synth_writes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixt
     assert pixels.shape == (48, 64, 3)
     with pytest.raises(UserError):
         run_synth(str(tmp_path / "none"), images=0)
+
+
+def test_stamp_tells_whether_a_folder_is_current(tmp_path: Path) -> None:
+    from posekit.data.synthetic import synthetic_is_current
+
+    assert not synthetic_is_current(tmp_path, 2, 1, (64, 64), 0)
+    generate_synthetic(tmp_path, 2, 1, (64, 64), seed=0)
+    assert synthetic_is_current(tmp_path, 2, 1, (64, 64), 0)
+    assert not synthetic_is_current(tmp_path, 2, 1, (64, 64), 1)
+    assert not synthetic_is_current(tmp_path, 3, 1, (64, 64), 0)

@@ -62,6 +62,7 @@ MAX_IMAGES_PER_SPLIT = 999_999
 JPEG_QUALITY = 92
 PARALLEL_MIN_IMAGES = 600  # below this a worker pool costs more than it saves
 CHUNK_IMAGES = 64
+STAMP_NAME = "synthetic.json"
 PIXEL_CONVENTION = (
     "boxes and polygons: pixel (c, r) covers [c, c+1) x [r, r+1); "
     "keypoints: pixel index coordinates, the centre of pixel (c, r) is (c, r)"
@@ -143,6 +144,8 @@ def _generate(
         stats = {"train": _write_split(out_dir, "train", num_train, size, seed, params, mapper)}
         if num_val > 0:
             stats["val"] = _write_split(out_dir, "val", num_val, size, seed, params, mapper)
+    stamp = synthetic_stamp(num_train, num_val, size, seed, params)
+    atomic_write_bytes(out_dir / STAMP_NAME, orjson.dumps(stamp, option=orjson.OPT_INDENT_2))
     has_val = num_val > 0
     paths = SyntheticPaths(
         train_labels=out_dir / "train.json",
@@ -151,6 +154,32 @@ def _generate(
         val_images=out_dir / "val" if has_val else None,
     )
     return paths, stats
+
+
+def synthetic_stamp(
+    num_train: int, num_val: int, size: tuple[int, int], seed: int, params: SceneParams | None
+) -> dict[str, Any]:
+    """What a generated folder was made with (written last, as ``synthetic.json``)."""
+    scene = asdict(params if params is not None else SceneParams())
+    return {
+        "train_images": int(num_train),
+        "val_images": int(num_val),
+        "size": [int(size[0]), int(size[1])],
+        "seed": int(seed),
+        "scene": orjson.loads(orjson.dumps(scene)),
+    }
+
+
+def synthetic_is_current(
+    out_dir: Path, num_train: int, num_val: int, size: tuple[int, int], seed: int
+) -> bool:
+    """True when ``out_dir`` holds a complete data set made with these settings."""
+    stamp_path = Path(out_dir) / STAMP_NAME
+    try:
+        found = orjson.loads(stamp_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return found == synthetic_stamp(num_train, num_val, size, seed, None)
 
 
 def _check_request(num_train: int, num_val: int, size: tuple[int, int], seed: int) -> None:

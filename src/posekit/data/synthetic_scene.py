@@ -331,7 +331,9 @@ def keypoint_visibility(
     visibility = np.where(labelled, np.where(covered, 1, 2), 0)
     # Written in pixel-index coordinates (pixel centres at integers), as COCO keypoints are
     # read by posekit's targets and decoding: drawing position - 0.5.
-    return np.column_stack([np.where(labelled[:, None], xy - 0.5, 0.0), visibility])
+    # (clipped to the pixel grid: a point in the outer half of an edge pixel sits on it).
+    index_xy = np.clip(xy - 0.5, 0.0, [width - 1, height - 1])
+    return np.column_stack([np.where(labelled[:, None], index_xy, 0.0), visibility])
 
 
 def mask_polygons(mask: np.ndarray) -> list[list[float]]:

@@ -45,11 +45,11 @@ def mobilenet_trunk(width_mult: float = 1.0) -> nn.Sequential:
 
 
 class Cpm(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bn: bool = False) -> None:
         super().__init__()
-        self.align = conv(in_channels, out_channels, kernel_size=1, padding=0, bn=False)
+        self.align = conv(in_channels, out_channels, kernel_size=1, padding=0, bn=bn)
         self.trunk = nn.Sequential(*(conv_dw_no_bn(out_channels, out_channels) for _ in range(3)))
-        self.conv = conv(out_channels, out_channels, bn=False)
+        self.conv = conv(out_channels, out_channels, bn=bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.align(x)
@@ -64,9 +64,11 @@ def _head(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
 
 
 class InitialStage(nn.Module):
-    def __init__(self, channels: int, num_heatmaps: int, num_pafs: int, head_width: int) -> None:
+    def __init__(
+        self, channels: int, num_heatmaps: int, num_pafs: int, head_width: int, bn: bool = False
+    ) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(*(conv(channels, channels, bn=False) for _ in range(3)))
+        self.trunk = nn.Sequential(*(conv(channels, channels, bn=bn) for _ in range(3)))
         self.heatmaps = _head(channels, head_width, num_heatmaps)
         self.pafs = _head(channels, head_width, num_pafs)
 
@@ -76,9 +78,9 @@ class InitialStage(nn.Module):
 
 
 class RefinementStageBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bn: bool = False) -> None:
         super().__init__()
-        self.initial = conv(in_channels, out_channels, kernel_size=1, padding=0, bn=False)
+        self.initial = conv(in_channels, out_channels, kernel_size=1, padding=0, bn=bn)
         self.trunk = nn.Sequential(
             conv(out_channels, out_channels),
             conv(out_channels, out_channels, dilation=2, padding=2),
@@ -90,11 +92,13 @@ class RefinementStageBlock(nn.Module):
 
 
 class RefinementStage(nn.Module):
-    def __init__(self, in_channels: int, channels: int, num_heatmaps: int, num_pafs: int) -> None:
+    def __init__(
+        self, in_channels: int, channels: int, num_heatmaps: int, num_pafs: int, bn: bool = False
+    ) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
-            RefinementStageBlock(in_channels, channels),
-            *(RefinementStageBlock(channels, channels) for _ in range(4)),
+            RefinementStageBlock(in_channels, channels, bn),
+            *(RefinementStageBlock(channels, channels, bn) for _ in range(4)),
         )
         self.heatmaps = _head(channels, channels, num_heatmaps)
         self.pafs = _head(channels, channels, num_pafs)
@@ -117,14 +121,23 @@ class LightweightOpenPose(nn.Module):
         num_channels: int = 128,
         width_mult: float = 1.0,
         head_width: int = 512,
+        stage_bn: bool = False,
     ) -> None:
+        """``stage_bn`` adds BatchNorm to the CPM, initial-stage and refinement-block convs
+        that the original leaves without (it speeds up training from scratch)."""
         super().__init__()
         self.model = mobilenet_trunk(width_mult)
-        self.cpm = Cpm(scaled(512, width_mult), num_channels)
-        self.initial_stage = InitialStage(num_channels, num_heatmaps, num_pafs, head_width)
+        self.cpm = Cpm(scaled(512, width_mult), num_channels, stage_bn)
+        self.initial_stage = InitialStage(
+            num_channels, num_heatmaps, num_pafs, head_width, stage_bn
+        )
         self.refinement_stages = nn.ModuleList(
             RefinementStage(
-                num_channels + num_heatmaps + num_pafs, num_channels, num_heatmaps, num_pafs
+                num_channels + num_heatmaps + num_pafs,
+                num_channels,
+                num_heatmaps,
+                num_pafs,
+                stage_bn,
             )
             for _ in range(num_refinement_stages)
         )
