@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 RUN_DIR := runs/synthetic
 
-$(SYNTH_DIR)/synthetic.json: $(STAMP)
+$(SYNTH_DIR)/synthetic.json: | $(STAMP)
 	$(BIN)/posekit synth --out $(SYNTH_DIR) --images 2000 --val 200 --size 256x256 --seed 0
 
 demo: venv $(SYNTH_DIR)/synthetic.json
