@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from posekit.engine.control import TrainingStopped
 from posekit.errors import EXIT_USER_ERROR, UserError, one_line
 
 
@@ -179,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except TrainingStopped as exc:
+        print(f"stopped: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

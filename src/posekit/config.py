@@ -58,6 +58,10 @@ class DataConfig(StrictModel):
     keypoint_schema: str = Field("coco17", alias="schema")
     input_size: int = Field(368, ge=32)
     augment: AugmentConfig = AugmentConfig()
+    # the weak augmentation of stage 2 (after training.stop_epoch)
+    augment_stage2: AugmentConfig = AugmentConfig(
+        scale_min=0.8, scale_max=1.1, max_rotate=10.0, center_perturb=20.0, color_jitter=0.0
+    )
     train: SplitData = SplitData()
     val: SplitData = SplitData()
     synthetic: SyntheticData = SyntheticData()
@@ -113,6 +117,15 @@ class InferenceConfig(StrictModel):
     min_keypoints: int = Field(3, ge=1)
 
 
+class EmaConfig(StrictModel):
+    """EMA of weights and buffers; validation, ``best`` and exports use the average."""
+
+    enabled: bool = False
+    decay: float = Field(0.9999, gt=0, lt=1)
+    warmup: int = Field(2000, ge=0)
+    restart_decay: float | None = Field(None, gt=0, lt=1)  # stage 2 (DEIMv2); None = decay
+
+
 class TrainingConfig(StrictModel):
     batch_size: int = Field(8, ge=1)
     max_epochs: int = Field(10, ge=1)
@@ -135,6 +148,14 @@ class TrainingConfig(StrictModel):
     weights_only: bool = False
     from_mobilenet: bool = False
     grad_clip: float | None = Field(None, gt=0)
+    load_from: str | None = None  # weights to start a new run from (MMPose's load_from)
+    ema: EmaConfig = EmaConfig()
+    checkpoint_interval: int = Field(0, ge=0)  # checkpoint_epoch_N.pth every N epochs
+    keep_last: int | None = Field(None, ge=1)  # keep only the newest K epoch/iter files
+    patience: int | None = Field(None, ge=1)  # early stopping: evaluations without gain
+    max_nonfinite: int = Field(5, ge=1)  # non-finite steps in a row before stopping
+    stop_epoch: int | None = Field(None, ge=1)  # two-stage: first epoch (1-based) of stage 2
+    multiscale: list[int] | None = None  # per-batch input sizes, e.g. [224, 256, 288]
 
 
 class PosekitConfig(StrictModel):

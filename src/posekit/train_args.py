@@ -11,7 +11,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from posekit.config import PosekitConfig, load_config
+from posekit.config import (
+    PosekitConfig,
+    apply_overrides,
+    load_config,
+    set_dotted,
+    validate_config,
+)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIGS_DIR / "lw_openpose" / "synthetic.yaml"
@@ -37,7 +43,6 @@ VALUE_FLAGS: dict[str, tuple[str, type, str]] = {
     "max_iter": ("training.max_iter", int, "stop after N optimizer steps"),
     "max_epochs": ("training.max_epochs", int, "epochs"),
     "work_dir": ("work_dir", str, "run folder (default runs/<experiment-name>)"),
-    "resume": ("training.resume", str, "continue a run: a checkpoint path or 'auto'"),
     "subset_size": ("training.subset_size", int, "train on a fixed random subset of N"),
     "eval_interval": ("training.eval_interval", int, "evaluate every N epochs (0 = never)"),
     "device": ("device", str, "cpu, cuda, mps or auto"),
@@ -56,6 +61,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     for dest, (key, kind, text) in VALUE_FLAGS.items():
         flag = "--" + dest.replace("_", "-")
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{key}]")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="continue a run: a checkpoint path, or 'auto' (the latest in the run folder; "
+        "also when given alone) [training.resume]",
+    )
     for dest, (key, text) in SWITCH_FLAGS.items():
         flag = "--" + dest.replace("_", "-")
         parser.add_argument(flag, dest=dest, action="store_true", help=f"{text} [{key}]")
@@ -73,6 +86,8 @@ def flag_settings(args: argparse.Namespace) -> dict[str, Any]:
     for dest, (key, _) in SWITCH_FLAGS.items():
         if getattr(args, dest, False):
             settings[key] = True
+    if getattr(args, "resume", None) is not None:
+        settings["training.resume"] = args.resume
     return settings
 
 
@@ -87,8 +102,23 @@ def base_config_path(args: argparse.Namespace) -> Path:
 
 
 def train_config(args: argparse.Namespace) -> PosekitConfig:
-    return load_config(
-        base_config_path(args),
-        overrides=[*args.overrides, *args.cfg_options],
-        settings=flag_settings(args),
-    )
+    """The run's config. Resuming without ``--config`` starts from the config stored in the
+    checkpoint (flags and overrides still apply on top), so a run continues as it was."""
+    overrides = [*args.overrides, *args.cfg_options]
+    settings = flag_settings(args)
+    cfg = load_config(base_config_path(args), overrides=overrides, settings=settings)
+    if args.config or cfg.training.resume is None:
+        return cfg
+    from posekit.engine.state import load_checkpoint
+    from posekit.training import resume_path
+
+    path = resume_path(cfg)
+    assert path is not None
+    stored = load_checkpoint(path).get("config")
+    if stored is None:
+        return cfg
+    data = stored
+    for key, value in settings.items():
+        data = set_dotted(data, key, value)
+    data = apply_overrides(data, overrides)
+    return validate_config(data, f"{path} (stored config) + flags")

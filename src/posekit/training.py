@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from posekit.bottomup.task import BottomUpTask
 from posekit.config import PosekitConfig
+from posekit.engine.checkpoints import latest_checkpoint
 from posekit.engine.loop import Trainer, TrainState, pick_device
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError, ConfigError
+from posekit.models.lw_openpose import mobilenet_key
 
 
 def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig:
@@ -40,66 +43,75 @@ def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig
     return cfg.model_copy(update={"data": data})
 
 
-def load_initial_weights(task: BottomUpTask, cfg: PosekitConfig, say: Any = print) -> None:
-    """``--checkpoint-path`` with ``--from-mobilenet`` or ``--weights-only``: weights whose
-    names and shapes match are loaded, the rest are reported and keep their initialisation."""
-    path = cfg.training.checkpoint_path
-    assert path is not None
-    data = load_checkpoint(path)
-    source = model_state_from(data)
-    if cfg.training.from_mobilenet:
-        from posekit.models.lw_openpose import mobilenet_key
-
-        source = {k: v for k, v in source.items()}
-        target_to_source = {k: mobilenet_key(k) for k in task.model.state_dict()}
-    else:
-        target_to_source = {k: k for k in task.model.state_dict()}
-    target = task.model.state_dict()
+def load_initial_weights(model: nn.Module, path: str, from_mobilenet: bool, say: Any) -> None:
+    """Start from weights (``--weights-only``, ``load_from``, ``--from-mobilenet``): tensors
+    whose names and shapes match are loaded; the others keep their initialisation and are
+    listed (e.g. a head for another keypoint count)."""
+    source = model_state_from(load_checkpoint(path), prefer_ema=True)
+    target = model.state_dict()
+    rename = mobilenet_key if from_mobilenet else (lambda key: key)
     loaded, skipped = {}, []
     for key, value in target.items():
-        candidate = source.get(target_to_source[key])
+        candidate = source.get(rename(key))
         if candidate is not None and tuple(candidate.shape) == tuple(value.shape):
             loaded[key] = candidate
         else:
             skipped.append(key)
     if not loaded:
         raise CheckpointError(f"{path}: no tensor matches the model by name and shape")
-    task.model.load_state_dict({**target, **loaded})
-    say(f"loaded {len(loaded)} tensors from {path}; kept {len(skipped)} initialised")
+    model.load_state_dict({**target, **loaded})
+    say(f"loaded {len(loaded)} tensors from {path}; {len(skipped)} re-initialised")
     for key in skipped[:50]:
-        say(f"  not loaded: {key}")
+        shape = tuple(source[rename(key)].shape) if rename(key) in source else "missing"
+        say(f"  re-initialised {key} {tuple(target[key].shape)} (file: {shape})")
     if len(skipped) > 50:
         say(f"  ... and {len(skipped) - 50} more")
+
+
+def resume_path(cfg: PosekitConfig) -> Path | None:
+    """The checkpoint a run continues from: ``training.resume`` (a path or ``auto``), or
+    ``--checkpoint-path`` without ``--weights-only`` / ``--from-mobilenet`` (the original's
+    meaning)."""
+    training = cfg.training
+    continues = training.checkpoint_path and not (training.weights_only or training.from_mobilenet)
+    if training.resume and continues:
+        raise ConfigError(
+            "training.resume and training.checkpoint_path both name a run to continue; give one"
+        )
+    if training.resume == "auto":
+        return latest_checkpoint(cfg.resolved_work_dir())
+    if training.resume:
+        return Path(training.resume)
+    return Path(training.checkpoint_path) if continues else None
+
+
+def initial_weights(cfg: PosekitConfig) -> str | None:
+    training = cfg.training
+    if training.load_from and training.checkpoint_path and resume_path(cfg) is None:
+        raise ConfigError("give training.load_from or --checkpoint-path --weights-only, not both")
+    if training.load_from:
+        return training.load_from
+    if training.checkpoint_path and (training.weights_only or training.from_mobilenet):
+        return training.checkpoint_path
+    return None
 
 
 def train(cfg: PosekitConfig, say: Any = print) -> TrainState:
     cfg = ensure_synthetic_data(cfg, say)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
+    continue_from = resume_path(cfg)
+    start_weights = initial_weights(cfg)
+    if continue_from is not None and start_weights is not None:
+        raise ConfigError(
+            "--resume continues a run, --weights-only / load_from start a new one; give one"
+        )
     task = BottomUpTask(cfg, device)
-    training = cfg.training
-    resume_path = None
-    if training.checkpoint_path:
-        if training.weights_only or training.from_mobilenet:
-            load_initial_weights(task, cfg, say)
-        else:
-            resume_path = Path(training.checkpoint_path)
-    if training.resume:
-        if resume_path is not None:
-            raise ConfigError(
-                "training.resume and training.checkpoint_path both name a run to continue; give one"
-            )
-        resume_path = Path(training.resume)
+    if start_weights is not None:
+        load_initial_weights(task.model, start_weights, cfg.training.from_mobilenet, say)
     work_dir = cfg.resolved_work_dir()
     trainer = Trainer(cfg, task, work_dir, device, say)
-    if resume_path is not None:
-        trainer.resume_from(resume_path)
+    if continue_from is not None:
+        trainer.resume_from(continue_from)
     say(f"training {cfg.model.name} on {device}; run folder {work_dir}")
-    state = trainer.fit()
-    if state.best_metric is not None:
-        say(
-            f"best {task.metric_name if task.has_validation() else '-loss'} "
-            f"{state.best_metric:.4f} at epoch {state.best_epoch}: "
-            f"{work_dir / 'checkpoints' / 'best.pth'}"
-        )
-    return state
+    return trainer.fit()

@@ -69,3 +69,12 @@ def test_openpose_vgg19_is_the_same_family() -> None:
     assert outputs.pafs[1].shape == (1, 38, 8, 8)
     seven = model.heatmap_branches[1][0]
     assert seven.kernel_size == (7, 7)
+
+
+def test_background_channel_starts_at_one() -> None:
+    model = LightweightOpenPose(19, 38, num_channels=16, width_mult=0.25, head_width=16)
+    with torch.no_grad():
+        outputs = model(torch.randn(1, 3, 64, 64))
+    for heatmaps in outputs.heatmaps:
+        assert abs(float(heatmaps[0, -1].mean()) - 1.0) < 0.2
+        assert abs(float(heatmaps[0, :-1].mean())) < 0.2

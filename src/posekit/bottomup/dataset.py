@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,8 @@ class BottomUpDataset(torch.utils.data.Dataset):
             if record.ignore_boxes.size
             else None
         )
-        size = (self.spec.input_size, self.spec.input_size)
+        side = key.input_size or self.spec.input_size
+        size = (side, side)
         if self.augment is None:
             crop, crop_keypoints, matrix = bottomup_eval_transform(image, size, keypoints)
             assert crop_keypoints is not None
@@ -88,7 +89,8 @@ class BottomUpDataset(torch.utils.data.Dataset):
             crop, crop_keypoints, crop_mask = bottomup_augment(
                 image, keypoints, mask, size, self.flip_index, rng, self.augment, record.boxes
             )
-        return make_sample(crop, crop_keypoints, crop_mask, self.limbs, self.spec)
+        spec = self.spec if side == self.spec.input_size else replace(self.spec, input_size=side)
+        return make_sample(crop, crop_keypoints, crop_mask, self.limbs, spec)
 
 
 def make_sample(

@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from posekit.atomic import atomic_write_bytes
 from posekit.bottomup.dataset import BottomUpDataset, TargetSpec, augment_params, collate
 from posekit.bottomup.inference import People, predict_people
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.images import read_image
 from posekit.data.training_labels import load_training_labels
+from posekit.drawing import draw_people
 from posekit.engine.optim import lw_openpose_param_groups, plain_param_groups
 from posekit.errors import ConfigError
 from posekit.evaluation import box_norm, evaluate_keypoints, keypoint_results, pck, save_results
@@ -73,17 +76,14 @@ class BottomUpTask:
         self.train_data = load_split(cfg, "train", self.schema)
         self.val_data = load_split(cfg, "val", self.schema)
 
-    def train_dataset(self) -> BottomUpDataset:
+    def train_dataset(self, stage: int, input_size: int) -> BottomUpDataset:
+        """Stage 1 uses ``data.augment``, stage 2 ``data.augment_stage2``; overfit none."""
         if self.train_data is None:
             raise ConfigError("data.train.labels is not set; give the training labels")
-        spec = TargetSpec(
-            self.cfg.data.input_size,
-            self.stride,
-            self.cfg.targets.sigma,
-            self.cfg.targets.paf_width,
-        )
-        overfit = self.cfg.training.overfit
-        augment = None if overfit else augment_params(self.cfg.data.augment)
+        targets = self.cfg.targets
+        spec = TargetSpec(input_size, self.stride, targets.sigma, targets.paf_width)
+        ranges = self.cfg.data.augment if stage == 1 else self.cfg.data.augment_stage2
+        augment = None if self.cfg.training.overfit else augment_params(ranges)
         return BottomUpDataset(self.train_data, self.layout, spec, augment)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -123,6 +123,17 @@ class BottomUpTask:
     def evaluate(self, model: nn.Module, results_path: Path | None) -> dict[str, float]:
         assert self.val_data is not None
         return evaluate_bottomup(self, model, self.val_data, results_path)
+
+    def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
+        """The first ``count`` validation images with predictions drawn, as JPEGs."""
+        assert self.val_data is not None
+        for record in self.val_data.images[:count]:
+            image = read_image(self.val_data.image_path(record))
+            with torch.no_grad():
+                people = self.predict(model, image)
+            drawn = draw_people(image, people.keypoints, self.schema)
+            _, encoded = cv2.imencode(".jpg", drawn)
+            atomic_write_bytes(folder / f"val_{record.image_id}.jpg", encoded.tobytes())
 
 
 def evaluate_bottomup(

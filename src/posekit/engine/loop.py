@@ -1,7 +1,9 @@
 """The training loop every model family uses.
 
 A family supplies a :class:`TrainingTask` (model, data set, loss, evaluation); the loop owns
-the optimizer, schedule, accumulation, checkpoints, logs and plots. One step fits on a screen.
+the optimizer, schedule, AMP, EMA, accumulation, the two-stage schedule, checkpoints, logs
+and plots. The position inside an epoch and inside an accumulation window is part of the
+state, so a run resumes exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,9 +20,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from posekit.config import PosekitConfig, save_config
+from posekit.engine import checkpoints as files
 from posekit.engine import logs
+from posekit.engine.control import StopRequest, TrainingStopped, stop_on_signals
+from posekit.engine.ema import ModelEMA
 from posekit.engine.optim import build_optimizer, build_scheduler
-from posekit.engine.sampling import BatchList, epoch_batches, subset_indices
+from posekit.engine.sampling import BatchList, epoch_batches, training_indices
 from posekit.engine.state import capture_rng_state, load_checkpoint, restore_rng_state
 from posekit.engine.state import save_checkpoint as write_checkpoint
 
@@ -33,7 +38,7 @@ class TrainingTask(Protocol):
     model: nn.Module
     metric_name: str
 
-    def train_dataset(self) -> Dataset: ...
+    def train_dataset(self, stage: int, input_size: int) -> Dataset: ...
 
     def collate(self, samples: list[dict[str, Any]]) -> Batch: ...
 
@@ -45,26 +50,28 @@ class TrainingTask(Protocol):
 
     def evaluate(self, model: nn.Module, results_path: Path | None) -> dict[str, float]: ...
 
+    def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None: ...
+
     def checkpoint_extras(self) -> dict[str, Any]: ...
 
 
 @dataclass
 class TrainState:
-    epoch: int = 0  # 0-based epoch being trained
+    epoch: int = 0  # 0-based epoch being trained (epochs finished so far)
     batch_in_epoch: int = 0  # batches of this epoch already consumed
-    iteration: int = 0  # optimizer steps taken
+    iteration: int = 0  # optimizer steps taken (skipped non-finite steps included)
+    stage: int = 1
     best_metric: float | None = None
     best_epoch: int | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
+    stage_best_metric: float | None = None
+    stage_best_epoch: int | None = None
+    evals_without_gain: int = 0
+    nonfinite_steps: int = 0
+    nonfinite_streak: int = 0
+    early_stopped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "iteration": self.iteration,
-            "best_metric": self.best_metric,
-            "best_epoch": self.best_epoch,
-        }
+        return asdict(self)
 
 
 def pick_device(name: str) -> torch.device:
@@ -81,6 +88,16 @@ def move_batch(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def epoch_input_size(cfg: PosekitConfig, epoch: int) -> int:
+    """Progressive resizing: the size of the last ``[first_epoch, size]`` entry reached
+    (epochs 1-based), else ``data.input_size``."""
+    size = cfg.data.input_size
+    for first_epoch, entry_size in sorted(cfg.training.resize_schedule or []):
+        if epoch + 1 >= first_epoch:
+            size = entry_size
+    return size
+
+
 @dataclass
 class Trainer:
     cfg: PosekitConfig
@@ -89,23 +106,22 @@ class Trainer:
     device: torch.device
     say: Callable[[str], None] = print
     state: TrainState = field(default_factory=TrainState)
+    stop: StopRequest = field(default_factory=StopRequest)
 
     def __post_init__(self) -> None:
         training = self.cfg.training
         self.model = self.task.model.to(self.device)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.dataset = self.task.train_dataset()
-        self.indices = subset_indices(
+        self.dataset = self.task.train_dataset(1, self.cfg.data.input_size)
+        self.indices = training_indices(
             len(self.dataset),  # type: ignore[arg-type]
-            10 if training.overfit and training.subset_size is None else training.subset_size,
+            training.subset_size,
             training.subset_seed,
+            training.overfit,
         )
-        if training.overfit and training.subset_size is None:
-            self.indices = self.indices[:10]
-        self.steps_per_epoch = max(
-            1, (len(self.indices) // training.batch_size) // training.batches_per_iter
-        )
+        self.batches_per_epoch = max(1, len(self.indices) // training.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / training.batches_per_iter)
         total = self.steps_per_epoch * training.max_epochs
         if training.max_iter:
             total = min(total, training.max_iter)
@@ -117,16 +133,31 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=training.amp and self.device.type == "cuda"
         )
-        self.checkpoints = self.work_dir / "checkpoints"
+        ema = training.ema
+        self.ema = ModelEMA(self.model, ema.decay, ema.warmup) if ema.enabled else None
+        self.checkpoints = self.work_dir / files.CHECKPOINTS_DIR
         self.results_path = self.work_dir / "results.csv"
 
     # -- checkpoints ---------------------------------------------------------------------
+    def pending_batches(self) -> int:
+        """Batches whose gradients are accumulated but not yet stepped."""
+        return self.state.batch_in_epoch % self.cfg.training.batches_per_iter
+
     def checkpoint_payload(self) -> dict[str, Any]:
+        grads = {}
+        if self.pending_batches():
+            grads = {
+                name: p.grad.detach().clone()
+                for name, p in self.model.named_parameters()
+                if p.grad is not None
+            }
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "grads": grads,
             "train_state": self.state.to_dict(),
             "rng": capture_rng_state(),
             "config": self.cfg.to_dict(),
@@ -136,8 +167,7 @@ class Trainer:
     def save(self, *names: str) -> None:
         payload = self.checkpoint_payload()
         for name in names:
-            target = self.work_dir / name if "/" in name else self.checkpoints / name
-            write_checkpoint(target, payload)
+            write_checkpoint(self.checkpoints / name, payload)
 
     def resume_from(self, path: Path) -> None:
         data = load_checkpoint(path)
@@ -146,19 +176,29 @@ class Trainer:
         self.scheduler.load_state_dict(data["scheduler"])
         if data.get("scaler"):
             self.scaler.load_state_dict(data["scaler"])
-        saved = data["train_state"]
-        self.state = TrainState(**{k: saved[k] for k in TrainState().to_dict()})
+        if self.ema is not None and data.get("ema"):
+            self.ema.load_state_dict(data["ema"])
+        parameters = dict(self.model.named_parameters())
+        for name, grad in (data.get("grads") or {}).items():
+            parameters[name].grad = grad.to(self.device)
+        known = TrainState().to_dict()
+        self.state = TrainState(**{k: v for k, v in data["train_state"].items() if k in known})
         restore_rng_state(data["rng"])
         self.say(
             f"resumed {path}: epoch {self.state.epoch + 1}, batch {self.state.batch_in_epoch}, "
-            f"iteration {self.state.iteration}"
+            f"iteration {self.state.iteration}, stage {self.state.stage}"
         )
 
     # -- the loop ------------------------------------------------------------------------
     def loader(self, epoch: int, skip_batches: int) -> DataLoader:
         training = self.cfg.training
         batches = epoch_batches(
-            self.indices, training.batch_size, self.cfg.seed, epoch, shuffle=not training.overfit
+            self.indices,
+            training.batch_size,
+            self.cfg.seed,
+            epoch,
+            shuffle=not training.overfit,
+            sizes=training.multiscale,
         )
         workers = self.cfg.data.num_workers
         return DataLoader(
@@ -175,31 +215,40 @@ class Trainer:
         save_config(self.cfg, self.work_dir / "config.yaml")
         board = logs.TensorBoardLog(self.work_dir / "tensorboard")
         try:
-            while self.state.epoch < self.cfg.training.max_epochs and not self.done():
-                self.train_one_epoch(board)
-                if self.done() and self.state.batch_in_epoch:
-                    break
+            with stop_on_signals(self.stop):
+                while not self.finished():
+                    self.enter_stage_for_epoch()
+                    self.dataset = self.task.train_dataset(
+                        self.state.stage, epoch_input_size(self.cfg, self.state.epoch)
+                    )
+                    self.train_one_epoch(board)
         finally:
             board.close()
+        self.say(self.deploy_line())
         return self.state
 
-    def done(self) -> bool:
+    def finished(self) -> bool:
+        return (
+            self.state.epoch >= self.cfg.training.max_epochs
+            or self.iterations_done()
+            or self.state.early_stopped
+        )
+
+    def iterations_done(self) -> bool:
         max_iter = self.cfg.training.max_iter
         return max_iter is not None and self.state.iteration >= max_iter
 
     def train_one_epoch(self, board: logs.TensorBoardLog) -> None:
         from tqdm import tqdm
 
-        training = self.cfg.training
-        epoch, started = self.state.epoch, time.perf_counter()
-        loader = self.loader(epoch, self.state.batch_in_epoch)
+        training, started = self.cfg.training, time.perf_counter()
+        loader = self.loader(self.state.epoch, self.state.batch_in_epoch)
         self.model.train()
         sums: dict[str, float] = {}
         count = 0
         bar = tqdm(
             loader,
-            desc=f"epoch {epoch + 1}/{training.max_epochs}",
-            leave=True,
+            desc=f"epoch {self.state.epoch + 1}/{training.max_epochs}",
             dynamic_ncols=True,
             mininterval=1.0,
         )
@@ -212,19 +261,27 @@ class Trainer:
             bar.set_postfix(
                 loss=f"{terms['loss']:.4g}", lr=f"{self.lr():.2e}", img_s=f"{images_per_s:.1f}"
             )
-            if self.after_batch(board, terms) or self.done():
+            self.after_step(board, terms)
+            if self.stop.requested or self.iterations_done():
                 break
         bar.close()
-        finished = self.state.batch_in_epoch >= len(
-            epoch_batches(self.indices, training.batch_size, self.cfg.seed, epoch)
-        )
         means = {
-            f"train_{k}" if k != "loss" else "loss": v / max(1, count) for k, v in sums.items()
+            ("loss" if k == "loss" else f"loss_{k}"): v / max(1, count) for k, v in sums.items()
         }
-        if finished:
+        if self.state.batch_in_epoch >= self.batches_per_epoch:
+            if self.pending_batches():
+                self.optimizer_step()  # the epoch's last, partial accumulation window
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
-        if finished or self.done():
+            self.end_of_epoch(board, means, time.perf_counter() - started)
+        elif self.stop.requested:
+            self.save(files.LAST)
+            raise TrainingStopped(
+                f"stopped by {self.stop.reason} at iteration {self.state.iteration}; "
+                f"continue with --resume {self.checkpoints / files.LAST}",
+                exit_code=130,
+            )
+        elif self.iterations_done():
             self.end_of_epoch(board, means, time.perf_counter() - started)
 
     def autocast(self) -> torch.autocast:
@@ -236,54 +293,102 @@ class Trainer:
         training = self.cfg.training
         with self.autocast():
             terms = self.task.compute_loss(self.model, batch)
-        self.scaler.scale(terms["loss"] / training.batches_per_iter).backward()
+        loss = terms["loss"]
         self.state.batch_in_epoch += 1
-        if self.state.batch_in_epoch % training.batches_per_iter == 0:
-            if training.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), training.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
-            self.state.iteration += 1
+        if torch.isfinite(loss):
+            self.scaler.scale(loss / training.batches_per_iter).backward()
+        else:
+            self.skip_nonfinite(f"loss {float(loss)}")
+        if self.pending_batches() == 0:
+            self.optimizer_step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
-    def lr(self) -> float:
-        return float(
-            self.optimizer.param_groups[0]["lr"]
-            / self.optimizer.param_groups[0].get("lr_mult", 1.0)
-        )
+    def optimizer_step(self) -> None:
+        """Clip, step (unless the gradients are not finite), update EMA and schedule."""
+        self.scaler.unscale_(self.optimizer)
+        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        limit = self.cfg.training.grad_clip or math.inf
+        norm = nn.utils.clip_grad_norm_(parameters, limit) if parameters else torch.tensor(0.0)
+        if not torch.isfinite(norm):
+            self.skip_nonfinite("gradients")
+        elif parameters:
+            self.scaler.step(self.optimizer)
+            self.state.nonfinite_streak = 0
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state.iteration += 1
+        if self.ema is not None:
+            self.ema.update(self.model)
 
-    def after_batch(self, board: logs.TensorBoardLog, terms: dict[str, float]) -> bool:
-        """Per-iteration duties; returns True when training must stop."""
+    def skip_nonfinite(self, what: str) -> None:
+        state = self.state
+        state.nonfinite_steps += 1
+        state.nonfinite_streak += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        self.say(f"iteration {state.iteration}: non-finite {what}; step skipped")
+        if state.nonfinite_streak >= self.cfg.training.max_nonfinite:
+            raise TrainingStopped(
+                f"{state.nonfinite_streak} non-finite steps in a row (iteration "
+                f"{state.iteration}); lower training.optimizer.lr or turn off --amp; the last "
+                f"good checkpoint is in {self.checkpoints}"
+            )
+
+    def lr(self) -> float:
+        group = self.optimizer.param_groups[0]
+        return float(group["lr"] / group.get("lr_mult", 1.0))
+
+    def after_step(self, board: logs.TensorBoardLog, terms: dict[str, float]) -> None:
+        """Per-iteration duties, once an optimizer step has been taken."""
         training, iteration = self.cfg.training, self.state.iteration
-        if self.state.batch_in_epoch % training.batches_per_iter:
-            return False
-        if not math.isfinite(terms["loss"]):
-            raise FloatingPointError(f"loss is {terms['loss']} at iteration {iteration}")
+        if self.pending_batches() or not iteration:
+            return
         if iteration % training.log_after == 0:
             board.scalars({**terms, "lr": self.lr()}, iteration, "train")
         if training.checkpoint_after and iteration % training.checkpoint_after == 0:
-            self.save(f"checkpoint_iter_{iteration}.pth")
-        if (
-            training.val_after
-            and iteration % training.val_after == 0
-            and self.task.has_validation()
-        ):
+            self.save(files.iter_file(iteration))
+            files.prune(self.checkpoints, training.keep_last)
+        validate_now = training.val_after and iteration % training.val_after == 0
+        if validate_now and self.task.has_validation():
             metrics = self.validate()
             board.scalars(metrics, iteration, "val")
             self.say(f"iteration {iteration}: " + _metrics_line(metrics))
-        return False
+
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
 
     def validate(self) -> dict[str, float]:
         results_path = self.work_dir / self.cfg.training.val_output_name
-        self.model.eval()
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
         try:
             with torch.no_grad():
-                return self.task.evaluate(self.model, results_path)
+                return self.task.evaluate(model, results_path)
         finally:
-            self.model.train()
+            model.train(was_training)
+
+    # -- epochs and stages -----------------------------------------------------------------
+    def enter_stage_for_epoch(self) -> None:
+        """Two-stage schedule (DEIMv2): at ``stop_epoch`` reload the best stage-1 weights,
+        restart the EMA with ``ema.restart_decay`` and switch to the weak augmentation."""
+        stop_epoch = self.cfg.training.stop_epoch
+        if self.state.stage != 1 or stop_epoch is None or self.state.epoch + 1 < stop_epoch:
+            return
+        self.state.stage = 2
+        self.state.stage_best_metric = self.state.stage_best_epoch = None
+        best = self.checkpoints / files.STAGE_BEST[1]
+        if best.is_file():
+            data = load_checkpoint(best)
+            weights = data["ema"]["model"] if data.get("ema") else data["model"]
+            self.model.load_state_dict(weights)
+            self.say(f"stage 2 from epoch {self.state.epoch + 1}: reloaded {best}")
+        else:
+            self.say(f"stage 2 from epoch {self.state.epoch + 1}: no {best.name}, weights kept")
+        if self.ema is not None:
+            decay = self.cfg.training.ema.restart_decay or self.cfg.training.ema.decay
+            self.ema.restart(self.model, decay)
+            self.say(f"EMA restarted with decay {decay}")
 
     def end_of_epoch(
         self, board: logs.TensorBoardLog, means: dict[str, float], seconds: float
@@ -291,12 +396,13 @@ class Trainer:
         training, epoch = self.cfg.training, self.state.epoch
         metrics: dict[str, float] = {}
         interval = training.eval_interval
-        if self.task.has_validation() and interval and (epoch % interval == 0 or self.done()):
+        if self.task.has_validation() and interval and (epoch % interval == 0 or self.finished()):
             metrics = self.validate()
             self.say(f"epoch {epoch}: " + _metrics_line(metrics))
         row = {
             "epoch": epoch,
             "iter": self.state.iteration,
+            "stage": self.state.stage,
             **means,
             "lr": self.lr(),
             **metrics,
@@ -304,13 +410,53 @@ class Trainer:
             "peak_memory_mb": round(_peak_memory_mb(self.device), 1),
         }
         logs.append_result(self.results_path, row)
-        board.scalars(metrics, epoch, "val")
-        score = metrics.get(self.task.metric_name, -means.get("loss", math.inf))
-        improved = self.state.best_metric is None or score > self.state.best_metric
-        if improved:
-            self.state.best_metric, self.state.best_epoch = score, epoch
-        self.save("last.pth", *(["best.pth"] if improved else []))
+        board.scalars({**means, **metrics}, epoch, "epoch")
+        names = [files.LAST, *self.record_best(metrics, means)]
+        if training.checkpoint_interval and epoch % training.checkpoint_interval == 0:
+            names.append(files.epoch_file(epoch))
+        self.save(*names)
+        files.prune(self.checkpoints, training.keep_last)
         logs.write_plots(self.results_path, self.work_dir / "plots")
+        if metrics and self.task.has_validation():
+            self.task.draw_validation(self.eval_model(), self.work_dir / "plots", count=4)
+
+    def record_best(self, metrics: dict[str, float], means: dict[str, float]) -> list[str]:
+        """Update the best scores; returns the best files to write now."""
+        state, epoch = self.state, self.state.epoch
+        if self.task.metric_name in metrics:
+            score = metrics[self.task.metric_name]
+        elif self.task.has_validation():
+            return []  # no evaluation this epoch: nothing to compare
+        else:
+            score = -means.get("loss", math.inf)  # best by training loss without validation
+        names = []
+        if state.best_metric is None or score > state.best_metric:
+            state.best_metric, state.best_epoch = score, epoch
+            state.evals_without_gain = 0
+            names.append(files.BEST)
+        else:
+            state.evals_without_gain += 1
+            patience = self.cfg.training.patience
+            if patience and state.evals_without_gain >= patience:
+                state.early_stopped = True
+                self.say(f"early stop: no gain in {patience} evaluations")
+        if self.cfg.training.stop_epoch is not None and (
+            state.stage_best_metric is None or score > state.stage_best_metric
+        ):
+            state.stage_best_metric, state.stage_best_epoch = score, epoch
+            names.append(files.STAGE_BEST[state.stage])
+        return names
+
+    def deploy_line(self) -> str:
+        state = self.state
+        if state.best_metric is None:
+            last = self.checkpoints / files.LAST
+            return f"finished at iteration {state.iteration}; last weights: {last}"
+        label = self.task.metric_name if self.task.has_validation() else "-loss"
+        return (
+            f"best {label} {state.best_metric:.4f} at epoch {state.best_epoch}: "
+            f"deploy {self.checkpoints / files.BEST}"
+        )
 
 
 def _metrics_line(metrics: dict[str, float]) -> str:

@@ -15,10 +15,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SampleKey:
-    """What a dataset's ``__getitem__`` receives: the index and the seed of its randomness."""
+    """What a dataset's ``__getitem__`` receives: the index, the seed of its randomness and,
+    with per-batch multi-scale training, the batch's input size."""
 
     index: int
     seed: tuple[int, int, int]
+    input_size: int | None = None
 
 
 def subset_indices(num_samples: int, subset_size: int | None, subset_seed: int) -> np.ndarray:
@@ -29,6 +31,16 @@ def subset_indices(num_samples: int, subset_size: int | None, subset_seed: int) 
     return np.sort(rng.choice(num_samples, size=subset_size, replace=False))
 
 
+def training_indices(
+    num_samples: int, subset_size: int | None, subset_seed: int, overfit: bool
+) -> np.ndarray:
+    """What a run trains on: the overfit samples (the first ``subset_size``, default 10),
+    a fixed random subset, or everything."""
+    if overfit:
+        return np.arange(min(num_samples, subset_size or 10))
+    return subset_indices(num_samples, subset_size, subset_seed)
+
+
 def epoch_order(indices: np.ndarray, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
     if not shuffle:
         return indices.copy()
@@ -36,14 +48,26 @@ def epoch_order(indices: np.ndarray, seed: int, epoch: int, shuffle: bool = True
 
 
 def epoch_batches(
-    indices: np.ndarray, batch_size: int, seed: int, epoch: int, shuffle: bool = True
+    indices: np.ndarray,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    sizes: list[int] | None = None,
 ) -> list[list[SampleKey]]:
-    """The epoch's batches (incomplete last batch dropped unless it is the only one)."""
+    """The epoch's batches (incomplete last batch dropped unless it is the only one).
+
+    With ``sizes``, each batch draws its input size from them (per-batch multi-scale).
+    """
     order = epoch_order(indices, seed, epoch, shuffle)
     count = max(1, len(order) // batch_size)
+    batch_sizes: list[int | None] = [None] * count
+    if sizes:
+        picks = np.random.default_rng([seed, epoch, 1]).integers(0, len(sizes), size=count)
+        batch_sizes = [int(sizes[p]) for p in picks]
     return [
         [
-            SampleKey(int(i), (seed, epoch, int(i)))
+            SampleKey(int(i), (seed, epoch, int(i)), batch_sizes[b])
             for i in order[b * batch_size : (b + 1) * batch_size]
         ]
         for b in range(count)

@@ -142,6 +142,13 @@ class LightweightOpenPose(nn.Module):
             for _ in range(num_refinement_stages)
         )
 
+        init_background_bias(self.heatmap_heads())
+
+    def heatmap_heads(self) -> list[nn.Conv2d]:
+        """The last convolution of every stage's heatmap branch."""
+        stages = [self.initial_stage, *self.refinement_stages]
+        return [stage.heatmaps[-1][0] for stage in stages]  # type: ignore[index]
+
     def forward(self, images: torch.Tensor) -> StageOutputs:
         features = self.cpm(self.model(images))
         heatmaps, pafs = self.initial_stage(features)
@@ -151,6 +158,18 @@ class LightweightOpenPose(nn.Module):
             outputs.heatmaps.append(heatmaps)
             outputs.pafs.append(pafs)
         return outputs
+
+
+def init_background_bias(heads: list[nn.Conv2d]) -> None:
+    """Start the background channel (the last) at 1, its value almost everywhere.
+
+    From scratch, an output bias moves by about the learning rate per Adam step, so a zero
+    start spends the first hundreds of steps only learning that constant.
+    """
+    with torch.no_grad():
+        for head in heads:
+            if head.bias is not None:
+                head.bias[-1] = 1.0
 
 
 def mobilenet_key(target_key: str) -> str:

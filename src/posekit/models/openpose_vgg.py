@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from posekit.models.lw_openpose import StageOutputs
+from posekit.models.lw_openpose import StageOutputs, init_background_bias
 
 
 def _conv_relu(in_channels: int, out_channels: int, kernel: int) -> list[nn.Module]:
@@ -63,6 +63,8 @@ class OpenPoseVGG19(nn.Module):
             _branch(features if s == 0 else stage_in, num_heatmaps, s == 0)
             for s in range(num_stages)
         )
+
+        init_background_bias([branch[-1] for branch in self.heatmap_branches])
 
     def forward(self, images: torch.Tensor) -> StageOutputs:
         features = self.model(images)
