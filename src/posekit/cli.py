@@ -93,6 +93,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from posekit.export import run_export
+
+    run_export(args.weights, args.format, args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="posekit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", parser_class=_ArgumentParser)
@@ -159,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
     predict.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     predict.set_defaults(handler=_cmd_predict)
+
+    export = commands.add_parser("export", help="inference weights: safetensors or ONNX")
+    export.add_argument("--weights", required=True, help="a posekit checkpoint (.pth)")
+    export.add_argument("--format", default="safetensors", help="safetensors or onnx")
+    export.add_argument("--out", help="output file (default: beside the checkpoint)")
+    export.set_defaults(handler=_cmd_export)
     return parser
 
 

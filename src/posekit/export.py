@@ -1,0 +1,117 @@
+"""``posekit export``: inference weights for deployment.
+
+``safetensors``: the model weights (the EMA average when the checkpoint has one) in a
+``.safetensors`` file plus a ``.json`` sidecar holding the resolved config and the keypoint
+schema, so posekit (``val``, ``predict``) loads it back without the training checkpoint.
+``onnx``: the network (last stage's heatmaps and PAFs) with dynamic batch, height and width.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posekit.atomic import atomic_write_bytes, atomic_write_text
+from posekit.engine.state import load_checkpoint, model_state_from
+from posekit.errors import CheckpointError, UserError
+
+FORMATS = ("safetensors", "onnx")
+SIDECAR_FORMAT = "posekit-weights-v1"
+
+
+def sidecar_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def export_safetensors(checkpoint: str | Path, out: Path) -> Path:
+    from safetensors.torch import save
+
+    data = load_checkpoint(checkpoint)
+    if data.get("config") is None:
+        raise CheckpointError(f"{checkpoint}: holds no posekit config; export a posekit checkpoint")
+    state = model_state_from(data, prefer_ema=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    atomic_write_bytes(out, save(tensors, metadata={"format": SIDECAR_FORMAT}))
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "family": data.get("family", "bottomup"),
+        "weights": "ema" if data.get("ema") else "model",
+        "schema": data.get("schema"),
+        "config": data["config"],
+    }
+    atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2))
+    return out
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(weights, config dict) of an exported file and its sidecar."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise CheckpointError(f"{path}: its sidecar {sidecar.name} is missing; export again")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        weights = load_file(str(path))
+    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
+        raise CheckpointError(
+            f"{path}: unreadable export ({type(exc).__name__}); export again"
+        ) from None
+    if meta.get("format") != SIDECAR_FORMAT or "config" not in meta:
+        raise CheckpointError(f"{sidecar}: not a posekit weights sidecar")
+    return weights, meta["config"]
+
+
+def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
+    """The network with named outputs ``heatmaps`` and ``pafs`` (last stage), dynamic H, W."""
+    from posekit.inference_model import load_model
+
+    loaded = load_model(checkpoint)
+    model = _LastStage(loaded.model.cpu().to(memory_format=torch.contiguous_format).eval())
+    height = loaded.cfg.inference.input_height
+    example = torch.zeros(1, 3, height, height)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.onnx.export(
+        model,
+        (example,),
+        str(tmp),
+        input_names=["image"],
+        output_names=["heatmaps", "pafs"],
+        dynamic_axes={
+            "image": {0: "batch", 2: "height", 3: "width"},
+            "heatmaps": {0: "batch", 2: "map_height", 3: "map_width"},
+            "pafs": {0: "batch", 2: "map_height", 3: "map_width"},
+        },
+        opset_version=opset,
+        dynamo=False,
+    )
+    tmp.replace(out)
+    return out
+
+
+class _LastStage(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(image)
+        return outputs.heatmaps[-1], outputs.pafs[-1]
+
+
+def run_export(weights: str, fmt: str, out: str | None = None) -> Path:
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
+    source = Path(weights)
+    target = Path(out) if out else source.with_suffix(f".{fmt}")
+    if target.resolve() == source.resolve():
+        raise UserError(f"--out {target} would overwrite the checkpoint; choose another name")
+    result = (
+        export_safetensors(source, target) if fmt == "safetensors" else export_onnx(source, target)
+    )
+    print(f"wrote {result}" + (f" and {sidecar_path(result)}" if fmt == "safetensors" else ""))
+    return result
