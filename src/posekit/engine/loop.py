@@ -423,9 +423,10 @@ class Trainer:
     def record_best(self, metrics: dict[str, float], means: dict[str, float]) -> list[str]:
         """Update the best scores; returns the best files to write now."""
         state, epoch = self.state, self.state.epoch
+        evaluates = self.task.has_validation() and self.cfg.training.eval_interval > 0
         if self.task.metric_name in metrics:
             score = metrics[self.task.metric_name]
-        elif self.task.has_validation():
+        elif evaluates:
             return []  # no evaluation this epoch: nothing to compare
         else:
             score = -means.get("loss", math.inf)  # best by training loss without validation
@@ -452,7 +453,8 @@ class Trainer:
         if state.best_metric is None:
             last = self.checkpoints / files.LAST
             return f"finished at iteration {state.iteration}; last weights: {last}"
-        label = self.task.metric_name if self.task.has_validation() else "-loss"
+        evaluates = self.task.has_validation() and self.cfg.training.eval_interval > 0
+        label = self.task.metric_name if evaluates else "-loss"
         return (
             f"best {label} {state.best_metric:.4f} at epoch {state.best_epoch}: "
             f"deploy {self.checkpoints / files.BEST}"

@@ -1,0 +1,139 @@
+"""Training features of the loop, on a tiny model and data set."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from posekit.config import PosekitConfig
+from posekit.engine.control import TrainingStopped
+from posekit.engine.loop import epoch_input_size
+from posekit.engine.state import load_checkpoint
+from posekit.errors import CheckpointError
+
+from .conftest import make_trainer
+
+Build = Callable[..., PosekitConfig]
+
+
+def rows(cfg: PosekitConfig) -> list[dict[str, str]]:
+    with (cfg.resolved_work_dir() / "results.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_overfit_loss_falls(make_config: Build) -> None:
+    cfg = make_config(
+        "training.overfit=true", "training.subset_size=4", "training.max_epochs=12",
+        "training.optimizer.lr=5e-3",
+    )  # fmt: skip
+    trainer = make_trainer(cfg)
+    assert list(trainer.indices) == [0, 1, 2, 3]  # the first N samples, not shuffled
+    trainer.fit()
+    losses = [float(r["loss"]) for r in rows(cfg)]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert sum(b < a for a, b in itertools.pairwise(losses)) >= len(losses) - 2
+
+
+def test_subset_is_fixed_by_its_seed(make_config: Build) -> None:
+    first = make_trainer(make_config("training.subset_size=5", "training.subset_seed=1")).indices
+    again = make_trainer(make_config("training.subset_size=5", "training.subset_seed=1")).indices
+    other = make_trainer(make_config("training.subset_size=5", "training.subset_seed=2")).indices
+    assert len(first) == 5 and list(first) == list(again) and list(first) != list(other)
+
+
+def test_non_finite_steps_are_skipped_then_stop(make_config: Build) -> None:
+    cfg = make_config("training.max_nonfinite=3", "training.max_epochs=3")
+    trainer = make_trainer(cfg)
+    compute = trainer.task.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(model, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        terms = compute(model, batch)
+        if calls["n"] == 2 or calls["n"] >= 8:  # one stray NaN, then NaN from batch 8 on
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    trainer.task.compute_loss = poisoned  # type: ignore[method-assign]
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(TrainingStopped, match="3 non-finite steps in a row"):
+        trainer.fit()
+    assert trainer.state.nonfinite_steps == 4
+    last = load_checkpoint(cfg.resolved_work_dir() / "checkpoints" / "last.pth")
+    assert last["train_state"]["epoch"] == 1  # the end-of-epoch-1 checkpoint, intact
+    assert any(not torch.equal(before[k], v) for k, v in last["model"].items())
+
+
+def test_progressive_resizing_and_multiscale(make_config: Build) -> None:
+    cfg = make_config("training.resize_schedule=[[1, 64], [2, 96]]")
+    assert [epoch_input_size(cfg, e) for e in range(3)] == [64, 96, 96]
+    trainer = make_trainer(cfg)
+    dataset = trainer.task.train_dataset(1, epoch_input_size(cfg, 1))
+    assert next(iter(trainer.loader(0, 0)))["image"].shape[-1] == 64
+    trainer.dataset = dataset
+    assert next(iter(trainer.loader(1, 0)))["image"].shape[-1] == 96
+    multi = make_trainer(make_config("training.multiscale=[64, 80]"))
+    sizes = {batch["image"].shape[-1] for batch in multi.loader(0, 0)}
+    assert sizes <= {64, 80} and len(sizes) == 2
+
+
+def test_early_stopping_on_patience(make_config: Build) -> None:
+    cfg = make_config("training.patience=2", "training.max_epochs=6", "training.eval_interval=1")
+    trainer = make_trainer(cfg)
+    trainer.task.evaluate = lambda model, path: {"AP": 0.25}  # type: ignore[method-assign]
+    state = trainer.fit()
+    assert state.early_stopped and state.epoch == 3  # best at 1, then two without gain
+
+
+def test_files_every_n_and_keep_last(make_config: Build) -> None:
+    cfg = make_config(
+        "training.checkpoint_after=2", "training.checkpoint_interval=1", "training.keep_last=2",
+        "training.max_epochs=3",
+    )  # fmt: skip
+    make_trainer(cfg).fit()
+    folder = cfg.resolved_work_dir() / "checkpoints"
+    names = sorted(p.name for p in folder.glob("checkpoint_*.pth"))
+    assert names == sorted(["checkpoint_epoch_2.pth", "checkpoint_epoch_3.pth",
+                            "checkpoint_iter_16.pth", "checkpoint_iter_18.pth"])  # fmt: skip
+    assert (folder / "last.pth").is_file() and (folder / "best.pth").is_file()
+
+
+def test_two_stage_writes_both_stage_bests(make_config: Build) -> None:
+    cfg = make_config(
+        "training.stop_epoch=2", "training.max_epochs=3", "training.ema.enabled=true",
+        "training.ema.restart_decay=0.5", "training.eval_interval=1",
+    )  # fmt: skip
+    said: list[str] = []
+    trainer = make_trainer(cfg, said.append)
+    trainer.fit()
+    folder = cfg.resolved_work_dir() / "checkpoints"
+    assert (folder / "best_stg1.pth").is_file() and (folder / "best_stg2.pth").is_file()
+    assert any("reloaded" in line and "best_stg1.pth" in line for line in said)
+    assert any("EMA restarted with decay 0.5" in line for line in said)
+    assert trainer.ema is not None and trainer.ema.decay == 0.5
+    assert [r["stage"] for r in rows(cfg)] == ["1", "2", "2"]
+    assert any(line.startswith("best AP") and "deploy" in line for line in said)
+
+
+def test_corrupt_checkpoint_is_refused_and_the_previous_stays(
+    make_config: Build, tmp_path: Path
+) -> None:
+    cfg = make_config("training.max_epochs=1")
+    make_trainer(cfg).fit()
+    last = cfg.resolved_work_dir() / "checkpoints" / "last.pth"
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(truncated)
+    assert load_checkpoint(last)["train_state"]["epoch"] == 1
+
+
+def test_amp_bf16_step_on_cpu(make_config: Build) -> None:
+    trainer = make_trainer(make_config("training.amp=true", "training.max_iter=2"))
+    state = trainer.fit()
+    assert state.iteration == 2 and state.nonfinite_steps == 0
