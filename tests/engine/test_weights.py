@@ -1,0 +1,75 @@
+"""Starting from weights vs continuing a run, and exported weights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from posekit.bottomup.task import build_bottomup_model
+from posekit.config import PosekitConfig
+from posekit.errors import ConfigError
+from posekit.export import export_safetensors, read_safetensors
+from posekit.inference_model import load_model
+from posekit.layouts import default_layout
+from posekit.schema import load_schema
+from posekit.training import initial_weights, load_initial_weights, resume_path, train
+
+from .conftest import make_trainer
+
+Build = Callable[..., PosekitConfig]
+
+
+@pytest.fixture
+def trained(make_config: Build) -> Path:
+    cfg = make_config("training.max_epochs=1", "training.ema.enabled=true", work="source")
+    make_trainer(cfg).fit()
+    return cfg.resolved_work_dir() / "checkpoints" / "last.pth"
+
+
+def test_resume_and_weights_only_are_never_confused(make_config: Build, trained: Path) -> None:
+    continuing = make_config(f"training.checkpoint_path={trained}")
+    assert resume_path(continuing) == trained and initial_weights(continuing) is None
+    starting = make_config(f"training.checkpoint_path={trained}", "training.weights_only=true")
+    assert resume_path(starting) is None and initial_weights(starting) == str(trained)
+    both = make_config(f"training.resume={trained}", f"training.load_from={trained}")
+    with pytest.raises(ConfigError, match="--resume continues a run"):
+        train(both, say=lambda _: None)
+
+
+def test_load_from_reinitialises_heads_of_another_keypoint_count(
+    make_config: Build, trained: Path, tmp_path: Path
+) -> None:
+    schema = tmp_path / "five.yaml"
+    schema.write_text(
+        "keypoints: [a, b, c, d, e]\nskeleton: [[0, 1], [1, 2], [2, 3], [3, 4]]\n"
+        "flip_pairs: [[1, 2]]\nsigmas: [0.05, 0.05, 0.05, 0.05, 0.05]\n"
+    )
+    cfg = make_config(f"data.schema={schema}")
+    model = build_bottomup_model(cfg, default_layout(load_schema(schema)))
+    said: list[str] = []
+    before = model.state_dict()["initial_stage.heatmaps.1.0.weight"].clone()
+    load_initial_weights(model, str(trained), False, said.append)
+    after = model.state_dict()
+    assert torch.equal(after["initial_stage.heatmaps.1.0.weight"], before)  # 6 != 19 channels
+    assert any("re-initialised initial_stage.heatmaps.1.0.weight" in line for line in said)
+    source = torch.load(trained, weights_only=True)["ema"]["model"]
+    assert torch.equal(after["model.0.0.weight"], source["model.0.0.weight"])
+
+
+def test_safetensors_export_round_trip(trained: Path, tmp_path: Path) -> None:
+    out = export_safetensors(trained, tmp_path / "pose.safetensors")
+    weights, config = read_safetensors(out)
+    ema = torch.load(trained, weights_only=True)["ema"]["model"]
+    assert weights.keys() == ema.keys()
+    assert all(torch.equal(weights[k], ema[k]) for k in ema)
+    from_export = load_model(out)
+    from_checkpoint = load_model(trained)
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a = from_export.model(image).heatmaps[-1]
+        b = from_checkpoint.model(image).heatmaps[-1]
+    assert torch.equal(a, b)
+    assert config["data"]["schema"] == "coco17"
