@@ -52,6 +52,8 @@ class AugmentConfig(StrictModel):
     center_perturb: float = Field(40.0, ge=0)
     flip_prob: float = Field(0.5, ge=0, le=1)
     color_jitter: float = Field(0.2, ge=0)
+    # centre crops on the whole image (scaled to fit) instead of on a random person
+    whole_image: bool = False
 
 
 class DataConfig(StrictModel):

@@ -181,3 +181,19 @@ def test_eval_transform_letterboxes_and_inverts(shape: tuple[int, int]) -> None:
     back = warp_keypoints(mapped, invert_affine(matrix), (10_000, 10_000))
     np.testing.assert_allclose(back, keypoints, atol=1e-3)
     assert bottomup_eval_transform(image, INPUT)[1] is None
+
+
+def test_whole_image_mode_fits_the_image_and_ignores_people() -> None:
+    image = np.zeros((100, 200, 3), np.uint8)
+    keypoints = np.array([[[20.0, 20.0, 2.0], [30.0, 40.0, 2.0]]], np.float32)
+    params = BottomUpAugmentParams(
+        scale_min=1.0, scale_max=1.0, max_rotate=0.0, center_perturb_max=0.0, flip_prob=0.0,
+        whole_image=True,
+    )  # fmt: skip
+    matrix, flipped = sample_bottomup_matrix(
+        image.shape[:2], keypoints, (64, 64), np.random.default_rng(0), params
+    )
+    corners = np.array([[0.0, 0.0], [199.0, 99.0]]) @ matrix[:, :2].T + matrix[:, 2]
+    assert not flipped
+    assert corners[:, 0].min() >= -0.5 and corners[:, 0].max() <= 63.5
+    assert abs((corners[1, 0] - corners[0, 0]) - 63.68) < 0.5  # width fits the crop

@@ -37,6 +37,7 @@ def augment_params(cfg: AugmentConfig) -> BottomUpAugmentParams:
         contrast=jitter,
         saturation=jitter,
         hue=min(0.5, jitter / 10),
+        whole_image=cfg.whole_image,
     )
 
 

@@ -64,6 +64,7 @@ class BottomUpAugmentParams:
     saturation: float = 0.2
     hue: float = 0.02
     border_value: tuple[int, int, int] = (128, 128, 128)
+    whole_image: bool = False  # centre on the image and fit it whole, not on a person
 
     def __post_init__(self) -> None:
         if not 0 < self.scale_min <= self.scale_max:
@@ -97,6 +98,8 @@ def sample_bottomup_matrix(
     keypoints = np.asarray(keypoints, dtype=np.float64)
     candidates = np.flatnonzero((keypoints[..., 2] > 0).any(axis=1))
     person = int(rng.choice(candidates)) if candidates.size else -1
+    if params.whole_image:
+        person = -1
     centre, base = _centre_and_base_scale(image_hw, keypoints, boxes, person, input_size, params)
     scale = base * rng.uniform(params.scale_min, params.scale_max)
     rotation = rng.uniform(-params.max_rotate, params.max_rotate)
