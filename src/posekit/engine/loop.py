@@ -298,7 +298,7 @@ class Trainer:
         if torch.isfinite(loss):
             self.scaler.scale(loss / training.batches_per_iter).backward()
         else:
-            self.skip_nonfinite(f"loss {float(loss)}")
+            self.skip_nonfinite(f"loss {float(loss.detach())}")
         if self.pending_batches() == 0:
             self.optimizer_step()
         return {k: float(v.detach()) for k, v in terms.items()}
