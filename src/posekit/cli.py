@@ -82,6 +82,7 @@ def _cmd_val(args: argparse.Namespace) -> int:
         [*args.overrides, *args.cfg_options],
         output_name=args.val_output_name,
         as_json=args.json,
+        config=args.config,
     )
     return 0
 
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = commands.add_parser("val", help="evaluate weights: COCO keypoint AP")
     val.add_argument("--weights", required=True, help="checkpoint (.pth) or export")
+    val.add_argument("--config", help="config YAML (default: the one stored with the weights)")
     val.add_argument("--val-labels", help="COCO keypoint JSON (default: the run's)")
     val.add_argument("--val-images-folder", help="images folder (default: the run's)")
     val.add_argument("--val-output-name", help="also write the COCO results JSON here")

@@ -50,10 +50,13 @@ def load_model(
 ) -> LoadedModel:
     """Rebuild the model a weights file was trained as, load it, put it in eval mode.
 
-    ``settings`` (dotted keys) and ``overrides`` change the stored config (e.g. other
-    validation data or inference options); ``base_config`` is used when the file has none.
+    ``base_config`` (``--config``) replaces the config stored with the weights, else that one
+    is used; ``settings`` (dotted keys) and ``overrides`` then change it (e.g. other
+    validation data or inference options).
     """
     state, stored = read_weights(weights)
+    if base_config is not None:
+        stored = base_config.to_dict()
     if stored is None:
         if base_config is None:
             raise CheckpointError(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from posekit.bottomup.task import evaluate_bottomup, load_split
+from posekit.config import load_config
 from posekit.errors import ConfigError
 from posekit.evaluation import format_table
 from posekit.inference_model import load_model
@@ -20,9 +21,13 @@ def run_val(
     output_name: str | None = None,
     as_json: bool = False,
     out: TextIO = sys.stdout,
+    config: str | None = None,
 ) -> dict[str, float]:
-    """Print the AP table (or PCK); with ``as_json`` the last line is the metrics object."""
-    loaded = load_model(weights, settings, overrides)
+    """Print the AP table (or PCK); with ``as_json`` the last line is the metrics object.
+
+    ``config`` (a config YAML) replaces the config stored with the weights."""
+    base = load_config(config) if config else None
+    loaded = load_model(weights, settings, overrides, base_config=base)
     data = load_split(loaded.cfg, "val", loaded.task.schema)
     if data is None:
         raise ConfigError(
