@@ -73,3 +73,32 @@ def test_safetensors_export_round_trip(trained: Path, tmp_path: Path) -> None:
         b = from_checkpoint.model(image).heatmaps[-1]
     assert torch.equal(a, b)
     assert config["data"]["schema"] == "coco17"
+
+
+def test_from_mobilenet_loads_the_imagenet_layout(tmp_path: Path) -> None:
+    """A file laid out as the public mobilenet_sgd_68.848.pth.tar: an ImageNet MobileNetV1
+    under DataParallel (``module.model.N...``, 14 blocks and a classifier)."""
+    from posekit.models.lw_openpose import LightweightOpenPose, mobilenet_trunk
+
+    generator = torch.Generator().manual_seed(1)
+    trunk = mobilenet_trunk(1.0)
+    state = {
+        f"module.model.{key}": torch.randn(value.shape, generator=generator)
+        if value.dtype.is_floating_point
+        else value
+        for key, value in trunk.state_dict().items()
+    }
+    state["module.model.12.0.weight"] = torch.randn(512, 1, 3, 3)  # conv6 (not in the trunk)
+    state["module.model.13.3.weight"] = torch.randn(1024, 1024, 1, 1)
+    state["module.fc.weight"] = torch.randn(1000, 1024)
+    path = tmp_path / "mobilenet_sgd_68.848.pth.tar"
+    torch.save({"epoch": 150, "arch": "mobilenet", "state_dict": state, "best_prec1": 68.848}, path)
+    model = LightweightOpenPose(19, 38)
+    cpm_before = model.state_dict()["cpm.align.0.weight"].clone()
+    said: list[str] = []
+    load_initial_weights(model, str(path), True, said.append)
+    loaded = model.state_dict()
+    for key in trunk.state_dict():
+        assert torch.equal(loaded[f"model.{key}"], state[f"module.model.{key}"]), key
+    assert torch.equal(loaded["cpm.align.0.weight"], cpm_before)
+    assert said[0].startswith(f"loaded {len(trunk.state_dict())} tensors")
