@@ -113,6 +113,8 @@ class LossConfig(StrictModel):
 
 class InferenceConfig(StrictModel):
     input_height: int = Field(368, ge=32)
+    # a fixed square input holding the whole image (letterboxed), instead of input_height
+    letterbox: int | None = Field(None, ge=32)
     flip: bool = False
     scales: list[float] = [1.0]
     heatmap_threshold: float = Field(0.1, ge=0)

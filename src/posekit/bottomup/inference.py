@@ -34,6 +34,19 @@ def input_size_for(image_hw: tuple[int, int], height: int, stride: int) -> tuple
     return height, max(stride, width)
 
 
+def inference_input_size(
+    image_hw: tuple[int, int], cfg: InferenceConfig, scale: float, stride: int
+) -> tuple[int, int]:
+    """The network input (h, w) at one test scale: the image scaled to
+    ``input_height * scale`` (width padded to the stride), or, with ``letterbox``, a fixed
+    square of that side holding the whole image (as overfit training sees it)."""
+    if cfg.letterbox:
+        side = max(stride, round(cfg.letterbox * scale / stride) * stride)
+        return side, side
+    height = max(stride, round(cfg.input_height * scale / stride) * stride)
+    return input_size_for(image_hw, height, stride)
+
+
 def map_to_input(stride: int) -> np.ndarray:
     """(2, 3) affine from map cells to input pixels: cell i -> i * stride + (stride - 1) / 2."""
     half = (stride - 1) / 2
@@ -69,8 +82,7 @@ def network_maps(
     base_matrix = np.eye(2, 3)
     base_hw = (0, 0)
     for scale_index, scale in enumerate(cfg.scales):
-        height = max(stride, round(cfg.input_height * scale / stride) * stride)
-        size = input_size_for(image.shape[:2], height, stride)
+        size = inference_input_size(image.shape[:2], cfg, scale, stride)
         net_input, _, matrix = bottomup_eval_transform(image, size)
         batch = normalize_image(net_input)[None]
         if cfg.flip:
