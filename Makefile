@@ -31,6 +31,8 @@ demo: venv $(SYNTH_DIR)/synthetic.json
 	@echo "demo done: see $(RUN_DIR)/results.csv, $(RUN_DIR)/plots/ and $(RUN_DIR)/predictions/"
 
 test: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: venv
