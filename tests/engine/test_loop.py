@@ -117,7 +117,7 @@ def test_two_stage_writes_both_stage_bests(make_config: Build) -> None:
     assert any("EMA restarted with decay 0.5" in line for line in said)
     assert trainer.ema is not None and trainer.ema.decay == 0.5
     assert [r["stage"] for r in rows(cfg)] == ["1", "2", "2"]
-    assert any(line.startswith("best AP") and "deploy" in line for line in said)
+    assert any(line.startswith("best AP") and "best_stg" in line for line in said)
 
 
 def test_corrupt_checkpoint_is_refused_and_the_previous_stays(

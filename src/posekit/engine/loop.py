@@ -63,6 +63,7 @@ class TrainState:
     stage: int = 1
     best_metric: float | None = None
     best_epoch: int | None = None
+    best_stage: int | None = None
     stage_best_metric: float | None = None
     stage_best_epoch: int | None = None
     evals_without_gain: int = 0
@@ -432,7 +433,7 @@ class Trainer:
             score = -means.get("loss", math.inf)  # best by training loss without validation
         names = []
         if state.best_metric is None or score > state.best_metric:
-            state.best_metric, state.best_epoch = score, epoch
+            state.best_metric, state.best_epoch, state.best_stage = score, epoch, state.stage
             state.evals_without_gain = 0
             names.append(files.BEST)
         else:
@@ -455,9 +456,13 @@ class Trainer:
             return f"finished at iteration {state.iteration}; last weights: {last}"
         evaluates = self.task.has_validation() and self.cfg.training.eval_interval > 0
         label = self.task.metric_name if evaluates else "-loss"
+        same = ""
+        if self.cfg.training.stop_epoch is not None and state.best_stage is not None:
+            twin = files.STAGE_BEST[state.best_stage]
+            same = f" (stage {state.best_stage}: the same weights as {twin})"
         return (
             f"best {label} {state.best_metric:.4f} at epoch {state.best_epoch}: "
-            f"deploy {self.checkpoints / files.BEST}"
+            f"deploy {self.checkpoints / files.BEST}{same}"
         )
 
 
