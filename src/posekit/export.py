@@ -9,6 +9,7 @@ schema, so posekit (``val``, ``predict``) loads it back without the training che
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,22 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
     model = _LastStage(loaded.model.cpu().to(memory_format=torch.contiguous_format).eval())
     height = loaded.cfg.inference.input_height
     example = torch.zeros(1, 3, height, height)
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise UserError("--format onnx needs the onnx package: pip install onnx") from None
     tmp = out.with_name(f".{out.name}.tmp")
+    with warnings.catch_warnings():
+        # the TorchScript exporter on purpose: the dynamo one needs onnxscript
+        warnings.filterwarnings(
+            "ignore", "You are using the legacy TorchScript", DeprecationWarning
+        )
+        _export(model, example, tmp, opset)
+    tmp.replace(out)
+    return out
+
+
+def _export(model: torch.nn.Module, example: torch.Tensor, tmp: Path, opset: int) -> None:
     torch.onnx.export(
         model,
         (example,),
@@ -89,8 +105,6 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
         opset_version=opset,
         dynamo=False,
     )
-    tmp.replace(out)
-    return out
 
 
 class _LastStage(torch.nn.Module):

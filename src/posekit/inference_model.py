@@ -68,11 +68,10 @@ def load_model(
         data = set_dotted(data, key, value)
     data = apply_overrides(data, overrides or [])
     cfg = validate_config(data, f"{weights} (stored config)")
-    # data for inference only: training labels are not loaded
-    no_train = cfg.data.model_copy(update={"train": SplitData()})
-    cfg = cfg.model_copy(update={"data": no_train})
+    # the task is built for inference: no data set is loaded (val loads its own split)
+    no_data = cfg.data.model_copy(update={"train": SplitData(), "val": SplitData()})
     device = pick_device(cfg.device)
-    task = BottomUpTask(cfg, device)
+    task = BottomUpTask(cfg.model_copy(update={"data": no_data}), device)
     try:
         task.model.load_state_dict(state)
     except RuntimeError as exc:

@@ -102,3 +102,23 @@ def test_from_mobilenet_loads_the_imagenet_layout(tmp_path: Path) -> None:
         assert torch.equal(loaded[f"model.{key}"], state[f"module.model.{key}"]), key
     assert torch.equal(loaded["cpm.align.0.weight"], cpm_before)
     assert said[0].startswith(f"loaded {len(trunk.state_dict())} tensors")
+
+
+def test_onnx_export_matches_pytorch_at_any_size(trained: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime
+
+    from posekit.export import export_onnx
+
+    path = export_onnx(trained, tmp_path / "pose.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    loaded = load_model(trained)
+    for height, width in ((64, 64), (48, 96)):  # dynamic height and width
+        image = np.random.default_rng(height).standard_normal((1, 3, height, width))
+        image = image.astype(np.float32)
+        heatmaps, pafs = session.run(None, {"image": image})
+        with torch.no_grad():
+            expected = loaded.model(torch.from_numpy(image))
+        assert heatmaps.shape == (1, 19, height // 8, width // 8)
+        assert np.abs(heatmaps - expected.heatmaps[-1].numpy()).max() < 1e-4
+        assert np.abs(pafs - expected.pafs[-1].numpy()).max() < 1e-4
