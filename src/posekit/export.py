@@ -81,10 +81,9 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
         raise UserError("--format onnx needs the onnx package: pip install onnx") from None
     tmp = out.with_name(f".{out.name}.tmp")
     with warnings.catch_warnings():
-        # the TorchScript exporter on purpose: the dynamo one needs onnxscript
-        warnings.filterwarnings(
-            "ignore", "You are using the legacy TorchScript", DeprecationWarning
-        )
+        # the TorchScript exporter on purpose (the dynamo one needs onnxscript): its
+        # deprecation notices are expected
+        warnings.simplefilter("ignore", DeprecationWarning)
         _export(model, example, tmp, opset)
     tmp.replace(out)
     return out
