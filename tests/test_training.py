@@ -122,3 +122,30 @@ def test_val_command_prints_json_last(tiny_synthetic: Path, tmp_path: Path) -> N
     assert set(json.loads((tmp_path / "pred" / "people.json").read_text())) == {
         p.name for p in (tiny_synthetic / "val").glob("*.jpg")
     }
+
+
+def test_predict_on_a_video(tiny_synthetic: Path, tmp_path: Path) -> None:
+    import cv2
+
+    work = tmp_path / "run"
+    posekit(
+        "train", "--max-iter", "1", "--batch-size", "4", "--num-workers", "0",
+        "--work-dir", str(work), "--eval-interval", "0",
+        f"data.train.labels={tiny_synthetic / 'train.json'}",
+        f"data.train.images={tiny_synthetic / 'train'}",
+        "data.input_size=128", TINY_MODEL,
+        cwd=tmp_path,
+    )  # fmt: skip
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 5.0, (128, 128))
+    for frame in sorted((tiny_synthetic / "val").glob("*.jpg")):
+        writer.write(cv2.imread(str(frame)))
+    writer.release()
+    posekit(
+        "predict", str(video), "--weights", str(work / "checkpoints" / "last.pth"),
+        "--out", str(tmp_path / "pred"), "inference.input_height=128",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert (tmp_path / "pred" / "clip_pose.mp4").stat().st_size > 0
+    frames = json.loads((tmp_path / "pred" / "people.json").read_text())["clip.mp4"]
+    assert len(frames) == 4
