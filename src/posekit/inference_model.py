@@ -21,6 +21,7 @@ from posekit.config import (
 from posekit.engine.loop import pick_device
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError
+from posekit.models.fusion import fold_batchnorm
 
 
 @dataclass
@@ -77,7 +78,7 @@ def load_model(
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{weights}: weights do not fit the model ({first[:160]})") from None
-    model = task.model.to(device).eval()
+    model = fold_batchnorm(task.model).to(device).eval()  # exact in eval mode, faster
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     return LoadedModel(cfg, task, model, device)

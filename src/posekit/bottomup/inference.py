@@ -87,7 +87,8 @@ def network_maps(
         batch = normalize_image(net_input)[None]
         if cfg.flip:
             batch = np.concatenate([batch, batch[..., ::-1]])
-        heatmaps, pafs = _forward(model, np.ascontiguousarray(batch), device)
+        with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
+            heatmaps, pafs = _forward(model, np.ascontiguousarray(batch), device)
         heat, paf = heatmaps[0], pafs[0]
         if cfg.flip:
             heat = (heat + flip_back_heatmaps(heatmaps[1], schema.flip_index())) / 2
