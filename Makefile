@@ -35,6 +35,26 @@ test: venv
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
+BENCH := $(BIN)/python benchmarks
+
+bench: venv
+	$(BENCH)/bench_coco_load.py
+	$(BENCH)/bench_synthetic.py
+	$(BENCH)/bench_targets.py
+	$(BENCH)/bench_decode.py
+	$(BENCH)/bench_eval.py
+	$(BENCH)/bench_train_step.py
+	$(BENCH)/bench_end_to_end.py
+	$(BENCH)/bench_inference.py
+
+bench-quick: venv
+	$(BENCH)/bench_synthetic.py
+	$(BENCH)/bench_targets.py --repeats 50
+	$(BENCH)/bench_decode.py --runs 20
+	$(BENCH)/bench_train_step.py --stages 1 --steps 3 --warmup 1
+	$(BENCH)/bench_end_to_end.py --batches 15
+	$(BENCH)/bench_inference.py --frames 10
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
