@@ -41,6 +41,7 @@ bench: venv
 	$(BENCH)/bench_coco_load.py
 	$(BENCH)/bench_synthetic.py
 	$(BENCH)/bench_targets.py
+	$(BENCH)/bench_data.py
 	$(BENCH)/bench_decode.py
 	$(BENCH)/bench_eval.py
 	$(BENCH)/bench_train_step.py
@@ -50,6 +51,7 @@ bench: venv
 bench-quick: venv
 	$(BENCH)/bench_synthetic.py
 	$(BENCH)/bench_targets.py --repeats 50
+	$(BENCH)/bench_data.py --samples 100 --runs 1
 	$(BENCH)/bench_decode.py --runs 20
 	$(BENCH)/bench_train_step.py --stages 1 --steps 3 --warmup 1
 	$(BENCH)/bench_end_to_end.py --batches 15

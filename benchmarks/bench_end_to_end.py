@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 
@@ -55,6 +56,11 @@ def main() -> None:
             "workers": cfg.data.num_workers, "batch": batch_size,
             "input_size": cfg.data.input_size}  # fmt: skip
     print(json.dumps(line))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    rss = {"name": "peak_rss_train", "value": round(own, 1), "unit": "MB", "baseline": None,
+           "ratio": None, "largest_worker_mb": round(workers, 1)}  # fmt: skip
+    print(json.dumps(rss))
 
 
 if __name__ == "__main__":
