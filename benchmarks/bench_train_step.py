@@ -37,7 +37,7 @@ def make_batch(batch: int, size: int) -> dict[str, torch.Tensor]:
 
 def step_seconds(
     stages: int, batch: dict[str, torch.Tensor], channels_last: bool, amp: bool, steps: int,
-    warmup: int,
+    warmup: int, compile_model: bool = False,
 ) -> float:  # fmt: skip
     torch.manual_seed(0)
     model = LightweightOpenPose(OPENPOSE18.num_keypoints + 1, 2 * OPENPOSE18.num_limbs, stages)
@@ -46,6 +46,8 @@ def step_seconds(
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    if compile_model:
+        model = torch.compile(model)
     times = []
     for index in range(warmup + steps):
         started = time.perf_counter()
@@ -59,6 +61,9 @@ def step_seconds(
         optimizer.step()
         if index >= warmup:
             times.append(time.perf_counter() - started)
+        elif index == 0 and compile_model:
+            print(json.dumps({"name": "compile_first_step", "value": round(
+                time.perf_counter() - started, 1), "unit": "s"}), flush=True)  # fmt: skip
     return statistics.median(times)
 
 
@@ -69,14 +74,20 @@ def main() -> None:
     parser.add_argument("--stages", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also torch.compile + bf16")
     args = parser.parse_args()
     batch = make_batch(args.batch, args.size)
     for stages in args.stages:
         plain = args.batch / step_seconds(stages, batch, False, False, args.steps, args.warmup)
-        variants = {"channels_last": (True, False), "channels_last_bf16": (True, True)}
-        for name, (channels_last, amp) in variants.items():
+        variants = {
+            "channels_last": (True, False, False),
+            "channels_last_bf16": (True, True, False),
+        }
+        if args.compile:
+            variants["channels_last_bf16_compile"] = (True, True, True)
+        for name, (channels_last, amp, compiled) in variants.items():
             ours = args.batch / step_seconds(
-                stages, batch, channels_last, amp, args.steps, args.warmup
+                stages, batch, channels_last, amp, args.steps, args.warmup, compiled
             )
             print(
                 json.dumps(

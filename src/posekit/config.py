@@ -161,6 +161,7 @@ class TrainingConfig(StrictModel):
     max_nonfinite: int = Field(5, ge=1)  # non-finite steps in a row before stopping
     stop_epoch: int | None = Field(None, ge=1)  # two-stage: first epoch (1-based) of stage 2
     multiscale: list[int] | None = None  # per-batch input sizes, e.g. [224, 256, 288]
+    compile: bool = False  # torch.compile the training forward (first steps pay the compile)
 
 
 class PosekitConfig(StrictModel):

@@ -53,6 +53,7 @@ SWITCH_FLAGS: dict[str, tuple[str, str]] = {
     "weights_only": ("training.weights_only", "load only weights from --checkpoint-path"),
     "amp": ("training.amp", "mixed precision (bf16 on CPU, fp16 on CUDA)"),
     "overfit": ("training.overfit", "first samples only, no augmentation, no shuffling"),
+    "compile": ("training.compile", "torch.compile the training forward (slow first steps)"),
 }
 
 

@@ -134,6 +134,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=training.amp and self.device.type == "cuda"
         )
+        # the compiled module shares its parameters with self.model (checkpoints stay plain)
+        self.forward_model = torch.compile(self.model) if training.compile else self.model
         ema = training.ema
         self.ema = ModelEMA(self.model, ema.decay, ema.warmup) if ema.enabled else None
         self.checkpoints = self.work_dir / files.CHECKPOINTS_DIR
@@ -293,7 +295,7 @@ class Trainer:
     def train_step(self, batch: Batch) -> dict[str, float]:
         training = self.cfg.training
         with self.autocast():
-            terms = self.task.compute_loss(self.model, batch)
+            terms = self.task.compute_loss(self.forward_model, batch)
         loss = terms["loss"]
         self.state.batch_in_epoch += 1
         if torch.isfinite(loss):
