@@ -91,18 +91,26 @@ def test_original_flags_on_the_real_coco_sample(real_coco_dir: Path, tmp_path: P
         assert entry["score"] >= 0
 
 
-def test_val_command_prints_json_last(tiny_synthetic: Path, tmp_path: Path) -> None:
-    work = tmp_path / "run"
+@pytest.fixture(scope="module")
+def one_iteration(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint of a 1-iteration run (weights for val / predict / export tests)."""
+    work = tmp_path_factory.mktemp("one_iteration")
     posekit(
         "train", "--max-iter", "1", "--batch-size", "4", "--num-workers", "0",
         "--work-dir", str(work), "--eval-interval", "0",
         f"data.train.labels={tiny_synthetic / 'train.json'}",
         f"data.train.images={tiny_synthetic / 'train'}",
         "data.input_size=128", TINY_MODEL,
-        cwd=tmp_path,
+        cwd=work,
     )  # fmt: skip
+    return work / "checkpoints" / "last.pth"
+
+
+def test_val_command_prints_json_last(
+    tiny_synthetic: Path, one_iteration: Path, tmp_path: Path
+) -> None:
     result = posekit(
-        "val", "--weights", str(work / "checkpoints" / "last.pth"),
+        "val", "--weights", str(one_iteration),
         "--val-labels", str(tiny_synthetic / "val.json"),
         "--val-images-folder", str(tiny_synthetic / "val"),
         "--val-output-name", str(tmp_path / "out.json"), "--json",
@@ -113,7 +121,7 @@ def test_val_command_prints_json_last(tiny_synthetic: Path, tmp_path: Path) -> N
     assert {"AP", "AP50", "AP75", "APm", "APl", "AR"} <= set(metrics)
     assert (tmp_path / "out.json").is_file()
     predicted = posekit(
-        "predict", str(tiny_synthetic / "val"), "--weights", str(work / "checkpoints" / "last.pth"),
+        "predict", str(tiny_synthetic / "val"), "--weights", str(one_iteration),
         "--out", str(tmp_path / "pred"), "inference.input_height=128",
         cwd=tmp_path,
     )  # fmt: skip
@@ -124,25 +132,16 @@ def test_val_command_prints_json_last(tiny_synthetic: Path, tmp_path: Path) -> N
     }
 
 
-def test_predict_on_a_video(tiny_synthetic: Path, tmp_path: Path) -> None:
+def test_predict_on_a_video(tiny_synthetic: Path, one_iteration: Path, tmp_path: Path) -> None:
     import cv2
 
-    work = tmp_path / "run"
-    posekit(
-        "train", "--max-iter", "1", "--batch-size", "4", "--num-workers", "0",
-        "--work-dir", str(work), "--eval-interval", "0",
-        f"data.train.labels={tiny_synthetic / 'train.json'}",
-        f"data.train.images={tiny_synthetic / 'train'}",
-        "data.input_size=128", TINY_MODEL,
-        cwd=tmp_path,
-    )  # fmt: skip
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 5.0, (128, 128))
     for frame in sorted((tiny_synthetic / "val").glob("*.jpg")):
         writer.write(cv2.imread(str(frame)))
     writer.release()
     posekit(
-        "predict", str(video), "--weights", str(work / "checkpoints" / "last.pth"),
+        "predict", str(video), "--weights", str(one_iteration),
         "--out", str(tmp_path / "pred"), "inference.input_height=128",
         cwd=tmp_path,
     )  # fmt: skip
