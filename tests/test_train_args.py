@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from posekit.cli import build_parser
@@ -78,3 +80,17 @@ def test_posekit_flags_and_overrides_take_precedence() -> None:
 def test_override_beats_flag() -> None:
     cfg = train_config(parse(["train", "--batch-size", "4", "training.batch_size=6"]))
     assert cfg.training.batch_size == 6
+
+
+def test_resume_without_config_starts_from_the_stored_config(tmp_path: Path) -> None:
+    from posekit.config import load_config
+    from posekit.engine.state import save_checkpoint
+
+    stored = load_config(None, ["training.batch_size=3", "model.params.width_mult=0.5"])
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pth", {"config": stored.to_dict()})
+    args = parse(["train", "--resume", "--work-dir", str(tmp_path / "run"), "--max-epochs", "9"])
+    cfg = train_config(args)
+    assert cfg.training.resume == "auto"
+    assert cfg.training.batch_size == 3  # from the checkpoint, not the built-in config
+    assert cfg.model.params == {"width_mult": 0.5}
+    assert cfg.training.max_epochs == 9  # flags still apply on top

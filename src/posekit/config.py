@@ -362,21 +362,31 @@ def validate_config(data: dict[str, Any], source: str = "config") -> PosekitConf
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+def config_from_mapping(
+    data: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    source: str = "config",
+) -> PosekitConfig:
+    """``data`` (a merged config mapping), then typed ``settings`` (dotted keys, from CLI
+    flags), then ``key.path=value`` overrides, ``${VAR}`` expanded; validated."""
+    for key, value in (settings or {}).items():
+        data = set_dotted(data, key, value)
+    data = expand_env(apply_overrides(data, overrides or []))
+    if overrides:
+        source += " + overrides"
+    return validate_config(data, source)
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> PosekitConfig:
-    """Load ``path`` (or the defaults when ``None``), then typed ``settings`` (from CLI flags,
-    dotted keys), then ``key.path=value`` overrides; validate."""
+    """Load ``path`` (or the defaults when ``None``), then :func:`config_from_mapping`."""
     data = load_merged_mapping(path) if path is not None else {}
-    for key, value in (settings or {}).items():
-        data = set_dotted(data, key, value)
-    data = expand_env(apply_overrides(data, overrides or []))
     source = str(path) if path is not None else "config"
-    if overrides:
-        source += " + overrides"
-    return validate_config(data, source)
+    return config_from_mapping(data, settings, overrides, source)
 
 
 def config_to_yaml(cfg: PosekitConfig) -> str:

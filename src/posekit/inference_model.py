@@ -11,13 +11,7 @@ import torch
 from torch import nn
 
 from posekit.bottomup.task import BottomUpTask
-from posekit.config import (
-    PosekitConfig,
-    SplitData,
-    apply_overrides,
-    set_dotted,
-    validate_config,
-)
+from posekit.config import PosekitConfig, SplitData, config_from_mapping
 from posekit.engine.loop import pick_device
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError
@@ -64,11 +58,7 @@ def load_model(
                 f"{weights}: holds no posekit config; pass --config with the model's config"
             )
         stored = base_config.to_dict()
-    data = dict(stored)
-    for key, value in (settings or {}).items():
-        data = set_dotted(data, key, value)
-    data = apply_overrides(data, overrides or [])
-    cfg = validate_config(data, f"{weights} (stored config)")
+    cfg = config_from_mapping(dict(stored), settings, overrides, f"{weights} (stored config)")
     # the task is built for inference: no data set is loaded (val loads its own split)
     no_data = cfg.data.model_copy(update={"train": SplitData(), "val": SplitData()})
     device = pick_device(cfg.device)

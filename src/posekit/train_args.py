@@ -11,13 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from posekit.config import (
-    PosekitConfig,
-    apply_overrides,
-    load_config,
-    set_dotted,
-    validate_config,
-)
+from posekit.config import PosekitConfig, config_from_mapping, load_config
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIGS_DIR / "lw_openpose" / "synthetic.yaml"
@@ -118,8 +112,4 @@ def train_config(args: argparse.Namespace) -> PosekitConfig:
     stored = load_checkpoint(path).get("config")
     if stored is None:
         return cfg
-    data = stored
-    for key, value in settings.items():
-        data = set_dotted(data, key, value)
-    data = apply_overrides(data, overrides)
-    return validate_config(data, f"{path} (stored config) + flags")
+    return config_from_mapping(stored, settings, overrides, f"{path} (stored config) + flags")
