@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import colorsys
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from posekit.atomic import atomic_write_bytes
 from posekit.schema import KeypointSchema
 
 
@@ -36,3 +38,11 @@ def draw_people(
         for x, y, _ in person[present]:
             cv2.circle(canvas, (round(float(x)), round(float(y))), thickness + 2, colour, -1)
     return canvas
+
+
+def write_jpeg(path: Path, image: np.ndarray) -> None:
+    """Encode ``image`` (BGR) as JPEG and write it atomically."""
+    ok, encoded = cv2.imencode(".jpg", image)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path.name} as JPEG")
+    atomic_write_bytes(path, encoded.tobytes())

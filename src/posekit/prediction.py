@@ -14,7 +14,7 @@ import orjson
 from posekit.atomic import atomic_write_bytes
 from posekit.bottomup.inference import people_to_json
 from posekit.data.images import read_image
-from posekit.drawing import draw_people
+from posekit.drawing import write_jpeg
 from posekit.errors import DataError
 from posekit.inference_model import LoadedModel, load_model
 
@@ -49,8 +49,7 @@ def video_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
 
 
 def _predict_one(loaded: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-    people = loaded.task.predict(loaded.model, image)
-    drawn = draw_people(image, people.keypoints, loaded.task.schema)
+    drawn, people = loaded.task.predict_drawn(loaded.model, image)
     return drawn, people_to_json(people)
 
 
@@ -72,8 +71,7 @@ def run_predict(
     else:
         for path in list_sources(source_path):
             drawn, people = _predict_one(loaded, read_image(path))
-            _, encoded = cv2.imencode(".jpg", drawn)
-            atomic_write_bytes(target / f"{path.stem}.jpg", encoded.tobytes())
+            write_jpeg(target / f"{path.stem}.jpg", drawn)
             found[path.name] = people
             print(f"{path.name}: {len(people)} people", file=out)
     atomic_write_bytes(target / "people.json", orjson.dumps(found, option=orjson.OPT_INDENT_2))

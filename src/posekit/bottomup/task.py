@@ -5,19 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from posekit.atomic import atomic_write_bytes
 from posekit.bottomup.dataset import BottomUpDataset, TargetSpec, augment_params, collate
 from posekit.bottomup.inference import People, predict_people
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.images import read_image
 from posekit.data.training_labels import load_training_labels
-from posekit.drawing import draw_people
+from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import lw_openpose_param_groups, plain_param_groups
 from posekit.errors import ConfigError
 from posekit.evaluation import box_norm, evaluate_keypoints, keypoint_results, pck, save_results
@@ -124,16 +122,18 @@ class BottomUpTask:
         assert self.val_data is not None
         return evaluate_bottomup(self, model, self.val_data, results_path)
 
+    def predict_drawn(self, model: nn.Module, image: np.ndarray) -> tuple[np.ndarray, People]:
+        """The people found in ``image`` and a copy of it with them drawn."""
+        with torch.no_grad():
+            people = self.predict(model, image)
+        return draw_people(image, people.keypoints, self.schema), people
+
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
         """The first ``count`` validation images with predictions drawn, as JPEGs."""
         assert self.val_data is not None
         for record in self.val_data.images[:count]:
-            image = read_image(self.val_data.image_path(record))
-            with torch.no_grad():
-                people = self.predict(model, image)
-            drawn = draw_people(image, people.keypoints, self.schema)
-            _, encoded = cv2.imencode(".jpg", drawn)
-            atomic_write_bytes(folder / f"val_{record.image_id}.jpg", encoded.tobytes())
+            drawn, _ = self.predict_drawn(model, read_image(self.val_data.image_path(record)))
+            write_jpeg(folder / f"val_{record.image_id}.jpg", drawn)
 
 
 def evaluate_bottomup(

@@ -360,6 +360,10 @@ class Trainer:
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
+    def evaluates(self) -> bool:
+        """Whether epochs are evaluated at all (else ``best`` follows the training loss)."""
+        return self.task.has_validation() and self.cfg.training.eval_interval > 0
+
     def validate(self) -> dict[str, float]:
         results_path = self.work_dir / self.cfg.training.val_output_name
         model = self.eval_model()
@@ -426,10 +430,9 @@ class Trainer:
     def record_best(self, metrics: dict[str, float], means: dict[str, float]) -> list[str]:
         """Update the best scores; returns the best files to write now."""
         state, epoch = self.state, self.state.epoch
-        evaluates = self.task.has_validation() and self.cfg.training.eval_interval > 0
         if self.task.metric_name in metrics:
             score = metrics[self.task.metric_name]
-        elif evaluates:
+        elif self.evaluates():
             return []  # no evaluation this epoch: nothing to compare
         else:
             score = -means.get("loss", math.inf)  # best by training loss without validation
@@ -456,8 +459,7 @@ class Trainer:
         if state.best_metric is None:
             last = self.checkpoints / files.LAST
             return f"finished at iteration {state.iteration}; last weights: {last}"
-        evaluates = self.task.has_validation() and self.cfg.training.eval_interval > 0
-        label = self.task.metric_name if evaluates else "-loss"
+        label = self.task.metric_name if self.evaluates() else "-loss"
         same = ""
         if self.cfg.training.stop_epoch is not None and state.best_stage is not None:
             twin = files.STAGE_BEST[state.best_stage]
