@@ -103,3 +103,16 @@ def test_make_schema_defaults() -> None:
     schema = make_schema("two", ["a", "b"], [[0, 1]])
     assert schema.flip_pairs == ()
     assert schema.sigmas is None
+
+
+def test_body_halves_split_coco17_at_the_hips() -> None:
+    upper, lower = COCO17.body_halves()
+    assert upper.tolist() == list(range(11))
+    assert lower.tolist() == list(range(11, 17))
+
+
+def test_body_halves_of_a_custom_set_follow_the_names() -> None:
+    schema = make_schema("feet", ["head", "left_heel", "Right_Toe", "left_wrist"], [[0, 3]])
+    upper, lower = schema.body_halves()
+    assert upper.tolist() == [0, 3]
+    assert lower.tolist() == [1, 2]

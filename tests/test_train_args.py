@@ -94,3 +94,27 @@ def test_resume_without_config_starts_from_the_stored_config(tmp_path: Path) -> 
     assert cfg.training.batch_size == 3  # from the checkpoint, not the built-in config
     assert cfg.model.params == {"width_mult": 0.5}
     assert cfg.training.max_epochs == 9  # flags still apply on top
+
+
+def test_mmpose_train_command_line() -> None:
+    """``tools/train.py CONFIG --work-dir D --amp --cfg-options k=v`` as in MMPose."""
+    config = "configs/topdown/overfit_coco_sample.yaml"
+    args = parse(
+        ["train", config, "--work-dir", "/tmp/td", "--amp",
+         "--cfg-options", "training.batch_size=5", "model.params.head=simcc"]
+    )  # fmt: skip
+    cfg = train_config(args)
+    assert args.config == config
+    assert cfg.model.name == "topdown" and cfg.model.params["head"] == "simcc"
+    assert cfg.work_dir == "/tmp/td"
+    assert cfg.training.amp is True
+    assert cfg.training.batch_size == 5
+    assert parse(["train", config, "--resume"]).resume == "auto"
+
+
+def test_two_configs_are_refused() -> None:
+    from posekit.errors import ConfigError
+
+    args = parse(["train", "a.yaml", "--config", "b.yaml"])
+    with pytest.raises(ConfigError, match="two configs given"):
+        train_config(args)

@@ -27,9 +27,29 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
-class SplitData(StrictModel):
+class DataSource(StrictModel):
+    """A COCO keypoint file and its images. ``schema`` names the file's own keypoint set when it
+    differs from ``data.schema``; its points are then mapped onto the run's set by
+    ``keypoint_mapping`` ([source index, run index] pairs, MMPose's KeypointConverter), or by
+    keypoint name when no mapping is given."""
+
     labels: str | None = None
     images: str | None = None
+    keypoint_schema: str | None = Field(None, alias="schema")
+    keypoints_field: str | None = None  # default: data.keypoints_field
+    keypoint_mapping: list[tuple[int, int]] | None = None
+
+
+class SplitData(DataSource):
+    # top-down evaluation only: person detections (COCO results JSON) instead of the GT boxes
+    detections: str | None = None
+
+
+class TrainSet(DataSource):
+    """One of several training sets combined in a run (``data.train_sets``)."""
+
+    # each epoch draws sample_ratio x this set's size from it (MMPose's sample_ratio_factor)
+    sample_ratio: float = Field(1.0, gt=0)
 
 
 class SyntheticData(StrictModel):
@@ -65,6 +85,8 @@ class DataConfig(StrictModel):
         scale_min=0.8, scale_max=1.1, max_rotate=10.0, center_perturb=20.0, color_jitter=0.0
     )
     train: SplitData = SplitData()
+    # several training sets in one run (replaces data.train), each with its sampling ratio
+    train_sets: list[TrainSet] = []
     val: SplitData = SplitData()
     synthetic: SyntheticData = SyntheticData()
     category_ids: list[int] | None = None
@@ -77,6 +99,14 @@ class ModelConfig(StrictModel):
     params: dict[str, Any] = {}
 
 
+class ParamRule(StrictModel):
+    """Learning-rate and weight-decay multipliers of the parameters under one name prefix;
+    ``lr_mult: 0`` freezes them (no gradient, BatchNorm statistics kept)."""
+
+    lr_mult: float = Field(1.0, ge=0)
+    decay_mult: float = Field(1.0, ge=0)
+
+
 class OptimizerConfig(StrictModel):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(4e-5, gt=0)
@@ -85,6 +115,9 @@ class OptimizerConfig(StrictModel):
     betas: tuple[float, float] = (0.9, 0.999)
     # Lightweight OpenPose's multipliers: refinement stages 4x, biases 2x / 8x
     original_lr_mults: bool = True
+    # MMPose's paramwise_cfg.custom_keys, by name prefix (the longest matching prefix wins),
+    # e.g. {"backbone.": {lr_mult: 0}} freezes the backbone, {"backbone.": {lr_mult: 0.1}} slows it
+    custom_keys: dict[str, ParamRule] = {}
 
 
 class ScheduleConfig(StrictModel):
@@ -122,6 +155,38 @@ class InferenceConfig(StrictModel):
     min_keypoints: int = Field(3, ge=1)
 
 
+class TopDownAugmentConfig(StrictModel):
+    """Top-down training augmentation (MMPose's RandomFlip, RandomHalfBody, RandomBBoxTransform)."""
+
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    half_body_prob: float = Field(0.3, ge=0, le=1)
+    half_body_min_keypoints: int = Field(9, ge=0)
+    shift_factor: float = Field(0.16, ge=0)
+    shift_prob: float = Field(0.3, ge=0, le=1)
+    scale_min: float = Field(0.75, gt=0)
+    scale_max: float = Field(1.25, gt=0)
+    rotate_max: float = Field(40.0, ge=0)
+    rotate_prob: float = Field(0.6, ge=0, le=1)
+
+
+class TopDownConfig(StrictModel):
+    """Top-down family: person boxes -> crops -> heatmaps or SimCC -> keypoints."""
+
+    bbox_padding: float = Field(1.25, ge=1)
+    heatmap_sigma: float = Field(2.0, gt=0)  # heatmap pixels
+    simcc_sigma: tuple[float, float] = (4.9, 5.66)  # SimCC bins (x, y)
+    simcc_beta: float = Field(10.0, gt=0)
+    augment: TopDownAugmentConfig = TopDownAugmentConfig()
+    augment_stage2: TopDownAugmentConfig = TopDownAugmentConfig(
+        half_body_prob=0.0, shift_prob=0.0, scale_min=0.9, scale_max=1.1, rotate_prob=0.0
+    )
+    flip_test: bool = True
+    box_score_threshold: float = Field(0.0, ge=0)  # detections below are dropped
+    keypoint_score_threshold: float = Field(0.2, ge=0)  # rescoring uses keypoints above it
+    oks_nms_threshold: float = Field(0.9, gt=0)  # 1 or more turns OKS-NMS off
+    eval_batch_size: int = Field(32, ge=1)
+
+
 class EmaConfig(StrictModel):
     """EMA of weights and buffers; validation, ``best`` and exports use the average."""
 
@@ -140,6 +205,9 @@ class TrainingConfig(StrictModel):
     subset_size: int | None = Field(None, ge=1)
     subset_seed: int = 0
     overfit: bool = False
+    # each epoch passes over the training samples this many times (MMPose's RepeatDataset):
+    # fewer, longer epochs for tiny data sets, so evaluation and checkpoints come less often
+    repeat: int = Field(1, ge=1)
     resize_schedule: list[tuple[int, int]] | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -174,6 +242,7 @@ class PosekitConfig(StrictModel):
     targets: TargetsConfig = TargetsConfig()
     loss: LossConfig = LossConfig()
     inference: InferenceConfig = InferenceConfig()
+    topdown: TopDownConfig = TopDownConfig()
     training: TrainingConfig = TrainingConfig()
 
     def resolved_work_dir(self) -> Path:

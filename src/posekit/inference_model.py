@@ -10,18 +10,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from posekit.bottomup.task import BottomUpTask
 from posekit.config import PosekitConfig, SplitData, config_from_mapping
 from posekit.engine.loop import pick_device
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError
 from posekit.models.fusion import fold_batchnorm
+from posekit.tasks import Task, build_task
 
 
 @dataclass
 class LoadedModel:
     cfg: PosekitConfig
-    task: BottomUpTask
+    task: Task
     model: nn.Module
     device: torch.device
 
@@ -60,9 +60,11 @@ def load_model(
         stored = base_config.to_dict()
     cfg = config_from_mapping(dict(stored), settings, overrides, f"{weights} (stored config)")
     # the task is built for inference: no data set is loaded (val loads its own split)
-    no_data = cfg.data.model_copy(update={"train": SplitData(), "val": SplitData()})
+    no_data = cfg.data.model_copy(
+        update={"train": SplitData(), "train_sets": [], "val": SplitData()}
+    )
     device = pick_device(cfg.device)
-    task = BottomUpTask(cfg.model_copy(update={"data": no_data}), device)
+    task = build_task(cfg.model_copy(update={"data": no_data}), device)
     try:
         task.model.load_state_dict(state)
     except RuntimeError as exc:

@@ -59,6 +59,10 @@ COCO17_JOINT_WEIGHTS = (
 )  # fmt: skip
 
 
+SCHEMAS_DIR = Path(__file__).resolve().parent / "configs" / "schemas"
+LOWER_BODY_WORDS = ("hip", "knee", "ankle", "heel", "toe", "foot", "feet", "leg", "thigh", "shin")
+
+
 @dataclass(frozen=True)
 class KeypointSchema:
     """An immutable keypoint set. Build it with :func:`make_schema` to get validation."""
@@ -88,6 +92,15 @@ class KeypointSchema:
         for a, b in self.flip_pairs:
             index[a], index[b] = b, a
         return index
+
+    def body_halves(self) -> tuple[np.ndarray, np.ndarray]:
+        """(upper ids, lower ids) for half-body augmentation: a keypoint is lower-body when
+        its name holds a word such as hip, knee, ankle, toe, heel or foot."""
+        lower = np.array(
+            [any(word in name.lower() for word in LOWER_BODY_WORDS) for name in self.keypoints]
+        )
+        ids = np.arange(self.num_keypoints)
+        return ids[~lower], ids[lower]
 
     def sigmas_array(self) -> np.ndarray:
         if self.sigmas is None:
@@ -170,15 +183,19 @@ def schema_from_dict(data: Any, source: str = "schema") -> KeypointSchema:
 
 
 def load_schema(name_or_path: str | Path) -> KeypointSchema:
-    """A built-in schema by name (``coco17``) or a schema YAML file by path."""
+    """A built-in schema by name (``coco17``; ``humanart21`` and ``body14`` from
+    ``configs/schemas``) or a schema YAML file by path."""
     text = str(name_or_path)
     if text in BUILTIN_SCHEMAS:
         return BUILTIN_SCHEMAS[text]
     path = Path(text)
+    if not path.suffix and (SCHEMAS_DIR / f"{text}.yaml").is_file():
+        path = SCHEMAS_DIR / f"{text}.yaml"  # a schema shipped in configs/schemas
     if not path.is_file():
-        hint = did_you_mean(text, BUILTIN_SCHEMAS)
+        known = sorted([*BUILTIN_SCHEMAS, *(p.stem for p in SCHEMAS_DIR.glob("*.yaml"))])
+        hint = did_you_mean(text, known)
         raise SchemaError(
-            f"schema {text!r} is neither a built-in ({sorted(BUILTIN_SCHEMAS)}) nor a YAML "
+            f"schema {text!r} is neither a built-in ({known}) nor a YAML "
             f"file{hint}; give a built-in name or the path of a schema YAML"
         )
     try:

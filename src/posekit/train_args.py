@@ -86,6 +86,20 @@ def flag_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def take_positional_config(args: argparse.Namespace) -> None:
+    """MMPose's ``tools/train.py CONFIG ...``: a first positional word without ``=`` that
+    names a YAML file is the config (as ``--config``)."""
+    words = list(args.overrides)
+    if words and "=" not in words[0] and Path(words[0]).suffix in (".yaml", ".yml"):
+        if args.config and args.config != words[0]:
+            from posekit.errors import ConfigError
+
+            raise ConfigError(
+                f"two configs given ({words[0]} and --config {args.config}); give one"
+            )
+        args.config, args.overrides = words[0], words[1:]
+
+
 def base_config_path(args: argparse.Namespace) -> Path:
     """``--config``; else the original recipe when the original's data flags are used, else
     the built-in synthetic one."""
@@ -99,6 +113,7 @@ def base_config_path(args: argparse.Namespace) -> Path:
 def train_config(args: argparse.Namespace) -> PosekitConfig:
     """The run's config. Resuming without ``--config`` starts from the config stored in the
     checkpoint (flags and overrides still apply on top), so a run continues as it was."""
+    take_positional_config(args)
     overrides = [*args.overrides, *args.cfg_options]
     settings = flag_settings(args)
     cfg = load_config(base_config_path(args), overrides=overrides, settings=settings)

@@ -9,19 +9,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from posekit.bottomup.task import BottomUpTask
 from posekit.config import PosekitConfig
 from posekit.engine.checkpoints import latest_checkpoint
 from posekit.engine.loop import Trainer, TrainState, pick_device
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError, ConfigError
 from posekit.models.lw_openpose import mobilenet_key
+from posekit.tasks import build_task
 
 
 def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig:
     """With no training labels, point the config at the built-in synthetic data set,
     generating it first when it is missing or was made with other settings."""
-    if cfg.data.train.labels is not None:
+    if cfg.data.train.labels is not None or cfg.data.train_sets:
         return cfg
     from posekit.data.synthetic import generate_synthetic, parse_size, synthetic_is_current
 
@@ -106,7 +106,7 @@ def train(cfg: PosekitConfig, say: Any = print) -> TrainState:
         raise ConfigError(
             "--resume continues a run, --weights-only / load_from start a new one; give one"
         )
-    task = BottomUpTask(cfg, device)
+    task = build_task(cfg, device)
     if start_weights is not None:
         load_initial_weights(task.model, start_weights, cfg.training.from_mobilenet, say)
     work_dir = cfg.resolved_work_dir()

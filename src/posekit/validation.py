@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from posekit.bottomup.task import evaluate_bottomup, load_split
 from posekit.config import load_config
+from posekit.data.sources import load_split
 from posekit.errors import ConfigError
 from posekit.evaluation import format_table
 from posekit.inference_model import load_model
@@ -35,7 +35,8 @@ def run_val(
             "(or data.val.labels / data.val.images)"
         )
     results_path = Path(output_name) if output_name else None
-    metrics = evaluate_bottomup(loaded.task, loaded.model, data, results_path)
+    detections = loaded.cfg.data.val.detections
+    metrics = loaded.task.evaluate_on(loaded.model, data, results_path, detections)
     print(f"{len(data)} images from {data.labels_path}", file=out)
     print(format_table(metrics) if "AP" in metrics else f"PCK@0.2 {metrics['PCK']:.4f}", file=out)
     if as_json:

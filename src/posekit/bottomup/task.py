@@ -14,7 +14,7 @@ from posekit.bottomup.inference import People, predict_people
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.images import read_image
-from posekit.data.training_labels import load_training_labels
+from posekit.data.sources import ground_truth, load_split
 from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import lw_openpose_param_groups, plain_param_groups
 from posekit.errors import ConfigError
@@ -23,7 +23,7 @@ from posekit.layouts import KeypointLayout, default_layout
 from posekit.losses import bottomup_loss
 from posekit.models.lw_openpose import LightweightOpenPose
 from posekit.models.openpose_vgg import OpenPoseVGG19
-from posekit.schema import KeypointSchema, load_schema
+from posekit.schema import load_schema
 
 BOTTOMUP_MODELS: dict[str, type[nn.Module]] = {
     "lw_openpose": LightweightOpenPose,
@@ -46,19 +46,6 @@ def build_bottomup_model(cfg: PosekitConfig, layout: KeypointLayout) -> nn.Modul
         raise ConfigError(f"model.params: {exc}; check the parameter names") from None
 
 
-def load_split(cfg: PosekitConfig, split: str, schema: KeypointSchema) -> CocoKeypoints | None:
-    paths = getattr(cfg.data, split)
-    if paths.labels is None:
-        return None
-    if paths.images is None:
-        raise ConfigError(
-            f"data.{split}.images is not set; give the images folder of {paths.labels}"
-        )
-    return load_training_labels(
-        paths.labels, paths.images, schema, cfg.data.category_ids, cfg.data.keypoints_field
-    )
-
-
 class BottomUpTask:
     """Model, data, loss and evaluation of a bottom-up run (see :class:`TrainingTask`)."""
 
@@ -71,6 +58,11 @@ class BottomUpTask:
         self.layout = default_layout(self.schema)
         self.model = build_bottomup_model(cfg, self.layout)
         self.stride = int(getattr(self.model, "stride", 8))
+        if cfg.data.train_sets:
+            raise ConfigError(
+                "data.train_sets (several training sets) is for the top-down family; give "
+                "the bottom-up run one data.train"
+            )
         self.train_data = load_split(cfg, "train", self.schema)
         self.val_data = load_split(cfg, "val", self.schema)
 
@@ -122,6 +114,21 @@ class BottomUpTask:
         assert self.val_data is not None
         return evaluate_bottomup(self, model, self.val_data, results_path)
 
+    def evaluate_on(
+        self,
+        model: nn.Module,
+        data: CocoKeypoints,
+        results_path: Path | None,
+        detections: str | None = None,
+    ) -> dict[str, float]:
+        """Evaluate on ``data`` (``posekit val``); bottom-up needs no person boxes."""
+        if detections is not None:
+            raise ConfigError(
+                "data.val.detections is for top-down models; a bottom-up model finds people "
+                "itself: remove the detections file"
+            )
+        return evaluate_bottomup(self, model, data, results_path)
+
     def predict_drawn(self, model: nn.Module, image: np.ndarray) -> tuple[np.ndarray, People]:
         """The people found in ``image`` and a copy of it with them drawn."""
         with torch.no_grad():
@@ -155,7 +162,7 @@ def evaluate_bottomup(
         save_results(results, results_path)
     if not data.schema.has_sigmas:
         return {"PCK": pck_of(data, found)}
-    return evaluate_keypoints(data.labels_path, results, data.schema.sigmas_array())
+    return evaluate_keypoints(ground_truth(data), results, data.schema.sigmas_array())
 
 
 def pck_of(data: CocoKeypoints, found: dict[int, People]) -> float:

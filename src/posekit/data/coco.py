@@ -61,6 +61,8 @@ class CocoKeypoints:
     schema: KeypointSchema
     labels_path: Path
     images_root: Path
+    # keypoints mapped from the file's own set onto ``schema`` (the file is not the GT then)
+    remapped: bool = False
 
     def __len__(self) -> int:
         return len(self.images)

@@ -16,7 +16,16 @@ from torch import nn
 
 
 class ModelEMA:
-    def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: int = 2000) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        decay: float = 0.9999,
+        warmup: int = 2000,
+        frozen: set[str] | None = None,
+    ) -> None:
+        """``frozen``: state-dict names that never change (copied, not averaged, so they stay
+        bit-identical)."""
+        self.frozen = frozen or set()
         self.module = copy.deepcopy(model).eval()
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
@@ -36,7 +45,7 @@ class ModelEMA:
         source = model.state_dict()
         for name, average in self.module.state_dict().items():
             value = source[name].detach()
-            if average.dtype.is_floating_point:
+            if average.dtype.is_floating_point and name not in self.frozen:
                 average.mul_(decay).add_(value.to(average.dtype), alpha=1 - decay)
             else:
                 average.copy_(value)

@@ -24,7 +24,13 @@ from posekit.engine import checkpoints as files
 from posekit.engine import logs
 from posekit.engine.control import StopRequest, TrainingStopped, stop_on_signals
 from posekit.engine.ema import ModelEMA
-from posekit.engine.optim import build_optimizer, build_scheduler
+from posekit.engine.optim import (
+    apply_custom_keys,
+    build_optimizer,
+    build_scheduler,
+    frozen_batchnorms,
+    frozen_state_names,
+)
 from posekit.engine.sampling import BatchList, epoch_batches, training_indices
 from posekit.engine.state import capture_rng_state, load_checkpoint, restore_rng_state
 from posekit.engine.state import save_checkpoint as write_checkpoint
@@ -120,13 +126,20 @@ class Trainer:
             training.subset_size,
             training.subset_seed,
             training.overfit,
+            training.repeat,
         )
         self.batches_per_epoch = max(1, len(self.indices) // training.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / training.batches_per_iter)
         total = self.steps_per_epoch * training.max_epochs
         if training.max_iter:
             total = min(total, training.max_iter)
-        groups = self.task.param_groups(training.optimizer.lr, training.optimizer.weight_decay)
+        custom_keys = training.optimizer.custom_keys
+        groups = apply_custom_keys(
+            self.model,
+            self.task.param_groups(training.optimizer.lr, training.optimizer.weight_decay),
+            custom_keys,
+        )
+        self.frozen_norms = frozen_batchnorms(self.model, custom_keys)
         self.optimizer = build_optimizer(groups, training.optimizer)
         self.scheduler = build_scheduler(
             self.optimizer, total, self.steps_per_epoch, training.schedule
@@ -137,7 +150,8 @@ class Trainer:
         # the compiled module shares its parameters with self.model (checkpoints stay plain)
         self.forward_model = torch.compile(self.model) if training.compile else self.model
         ema = training.ema
-        self.ema = ModelEMA(self.model, ema.decay, ema.warmup) if ema.enabled else None
+        frozen = frozen_state_names(self.model, custom_keys)
+        self.ema = ModelEMA(self.model, ema.decay, ema.warmup, frozen) if ema.enabled else None
         self.checkpoints = self.work_dir / files.CHECKPOINTS_DIR
         self.results_path = self.work_dir / "results.csv"
 
@@ -246,7 +260,7 @@ class Trainer:
 
         training, started = self.cfg.training, time.perf_counter()
         loader = self.loader(self.state.epoch, self.state.batch_in_epoch)
-        self.model.train()
+        self.set_train_mode()
         sums: dict[str, float] = {}
         count = 0
         bar = tqdm(
@@ -373,7 +387,14 @@ class Trainer:
             with torch.no_grad():
                 return self.task.evaluate(model, results_path)
         finally:
-            model.train(was_training)
+            if was_training:
+                self.set_train_mode()
+
+    def set_train_mode(self) -> None:
+        """Training mode, except the BatchNorm layers of frozen parameters."""
+        self.model.train()
+        for module in self.frozen_norms:
+            module.eval()
 
     # -- epochs and stages -----------------------------------------------------------------
     def enter_stage_for_epoch(self) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from posekit.config import OptimizerConfig, ScheduleConfig
+from posekit.config import OptimizerConfig, ParamRule, ScheduleConfig
+from posekit.errors import ConfigError
 
 
 def _named_leaf_params(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module, str]]:
@@ -57,6 +58,67 @@ def plain_param_groups(model: nn.Module, base_lr: float, weight_decay: float) ->
         {"params": decayed, "lr": base_lr, "weight_decay": weight_decay, "lr_mult": 1.0},
         {"params": plain, "lr": base_lr, "weight_decay": 0.0, "lr_mult": 1.0},
     ]
+
+
+def rule_for(name: str, custom_keys: dict[str, ParamRule]) -> ParamRule | None:
+    """The rule of the longest ``custom_keys`` prefix that ``name`` starts with."""
+    matches = [key for key in custom_keys if name.startswith(key)]
+    return custom_keys[max(matches, key=len)] if matches else None
+
+
+def apply_custom_keys(
+    model: nn.Module, groups: list[dict], custom_keys: dict[str, ParamRule]
+) -> list[dict]:
+    """Split the family's groups by ``custom_keys`` (MMPose's paramwise custom keys): matched
+    parameters get ``lr * lr_mult`` and ``weight_decay * decay_mult``; ``lr_mult: 0`` freezes
+    them (``requires_grad`` off, left out of the optimizer)."""
+    if not custom_keys:
+        return groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    result: list[dict] = []
+    for group in groups:
+        split: dict[tuple[float, float], list[nn.Parameter]] = {}
+        for parameter in group["params"]:
+            rule = rule_for(names[id(parameter)], custom_keys)
+            lr_mult, decay_mult = (rule.lr_mult, rule.decay_mult) if rule else (1.0, 1.0)
+            if lr_mult == 0:
+                parameter.requires_grad_(False)
+                continue
+            split.setdefault((lr_mult, decay_mult), []).append(parameter)
+        for (lr_mult, decay_mult), params in split.items():
+            base_mult = group.get("lr_mult", 1.0)
+            result.append(
+                {**group, "params": params, "lr": group["lr"] * lr_mult,
+                 "weight_decay": group["weight_decay"] * decay_mult,
+                 "lr_mult": base_mult * lr_mult}
+            )  # fmt: skip
+    if not result:
+        raise ConfigError(
+            "training.optimizer.custom_keys freezes every parameter; leave something to train"
+        )
+    return result
+
+
+def frozen_batchnorms(model: nn.Module, custom_keys: dict[str, ParamRule]) -> list[nn.Module]:
+    """BatchNorm layers under a frozen prefix: kept in eval mode while training, so their
+    running statistics stay as loaded and the frozen part computes what it did."""
+    frozen = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            rule = rule_for(name + ".", custom_keys)
+            if rule is not None and rule.lr_mult == 0:
+                frozen.append(module)
+    return frozen
+
+
+def frozen_state_names(model: nn.Module, custom_keys: dict[str, ParamRule]) -> set[str]:
+    """State-dict entries that never change under ``custom_keys`` (EMA copies them)."""
+    names = set()
+    for name in model.state_dict():
+        rule = rule_for(name, custom_keys)
+        if rule is not None and rule.lr_mult == 0:
+            names.add(name)
+    return names
 
 
 def build_optimizer(param_groups: list[dict], cfg: OptimizerConfig) -> torch.optim.Optimizer:

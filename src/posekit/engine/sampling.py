@@ -32,13 +32,13 @@ def subset_indices(num_samples: int, subset_size: int | None, subset_seed: int) 
 
 
 def training_indices(
-    num_samples: int, subset_size: int | None, subset_seed: int, overfit: bool
+    num_samples: int, subset_size: int | None, subset_seed: int, overfit: bool, repeat: int = 1
 ) -> np.ndarray:
     """What a run trains on: the overfit samples (the first ``subset_size``, default 10),
-    a fixed random subset, or everything."""
+    a fixed random subset, or everything; ``repeat`` times over in each epoch."""
     if overfit:
-        return np.arange(min(num_samples, subset_size or 10))
-    return subset_indices(num_samples, subset_size, subset_seed)
+        return np.tile(np.arange(min(num_samples, subset_size or 10)), repeat)
+    return np.tile(subset_indices(num_samples, subset_size, subset_seed), repeat)
 
 
 def epoch_order(indices: np.ndarray, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

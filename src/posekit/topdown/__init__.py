@@ -1,0 +1,1 @@
+"""The top-down family: person boxes -> crops -> heatmaps or SimCC -> keypoints."""

@@ -1,0 +1,199 @@
+"""The top-down family (SimpleBaseline-style heatmaps, SimCC) as a training task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from posekit.bottomup.inference import People
+from posekit.config import PosekitConfig
+from posekit.data.coco import CocoKeypoints
+from posekit.data.detections import load_detections
+from posekit.data.images import read_image
+from posekit.data.sources import CombinedKeypoints, ground_truth, load_split, load_train_sets
+from posekit.decode.topdown import oks_nms, rescore
+from posekit.drawing import draw_people, write_jpeg
+from posekit.engine.optim import plain_param_groups
+from posekit.errors import ConfigError
+from posekit.evaluation import evaluate_keypoints, keypoint_results, save_results
+from posekit.losses_topdown import topdown_loss
+from posekit.models.topdown import TopDownPoseNet
+from posekit.schema import KeypointSchema, load_schema
+from posekit.topdown.dataset import (
+    TopDownDataset,
+    TopDownSpec,
+    augment_params,
+    count_people,
+)
+from posekit.topdown.inference import predict_boxes
+
+TOPDOWN_MODELS: dict[str, type[nn.Module]] = {"topdown": TopDownPoseNet}
+
+Boxes = tuple[np.ndarray, np.ndarray]  # (M, 4) xywh, (M,) scores
+
+
+def build_topdown_model(cfg: PosekitConfig, schema: KeypointSchema) -> nn.Module:
+    if cfg.model.name not in TOPDOWN_MODELS:
+        raise ConfigError(
+            f"model.name {cfg.model.name!r} is not a top-down model; "
+            f"known: {sorted(TOPDOWN_MODELS)}"
+        )
+    try:
+        return TOPDOWN_MODELS[cfg.model.name](
+            num_keypoints=schema.num_keypoints, **cfg.model.params
+        )
+    except TypeError as exc:
+        raise ConfigError(f"model.params: {exc}; check the parameter names") from None
+
+
+def topdown_spec(cfg: PosekitConfig, model: nn.Module) -> TopDownSpec:
+    height, width = model.input_size
+    stride = int(getattr(model, "stride", 4))
+    settings = cfg.topdown
+    return TopDownSpec(
+        input_hw=(height, width),
+        head=model.head_kind,
+        heatmap_hw=(height // stride, width // stride),
+        heatmap_sigma=settings.heatmap_sigma,
+        simcc_split_ratio=float(model.simcc_split_ratio),
+        simcc_sigma=settings.simcc_sigma,
+        bbox_padding=settings.bbox_padding,
+    )
+
+
+class TopDownTask:
+    """Model, data, loss and evaluation of a top-down run (see :class:`TrainingTask`)."""
+
+    metric_name = "AP"
+
+    def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.schema = load_schema(cfg.data.keypoint_schema)
+        self.model = build_topdown_model(cfg, self.schema)
+        self.spec = topdown_spec(cfg, self.model)
+        self.flip_index = self.schema.flip_index()
+        self.train_data: CombinedKeypoints | None = load_train_sets(
+            cfg, self.schema, sizes_of=count_people
+        )
+        self.val_data = load_split(cfg, "val", self.schema)
+
+    def train_dataset(self, stage: int, input_size: int) -> TopDownDataset:
+        """Stage 1 uses ``topdown.augment``, stage 2 ``topdown.augment_stage2``; overfit none.
+        (The crop size is the model's ``input_size``; ``input_size`` here is bottom-up's.)"""
+        if self.train_data is None:
+            raise ConfigError("data.train.labels (or data.train_sets) is not set; give labels")
+        ranges = self.cfg.topdown.augment if stage == 1 else self.cfg.topdown.augment_stage2
+        augment = None if self.cfg.training.overfit else augment_params(ranges)
+        return TopDownDataset(self.train_data, self.schema, self.spec, augment)
+
+    def collate(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+    def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        images = batch["image"]
+        if images.device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
+        return topdown_loss(model(images), batch, self.cfg.topdown.simcc_beta)
+
+    def param_groups(self, base_lr: float, weight_decay: float) -> list[dict]:
+        return plain_param_groups(self.model, base_lr, weight_decay)
+
+    def has_validation(self) -> bool:
+        return self.val_data is not None
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {"schema": self.schema.to_dict(), "family": "topdown"}
+
+    def predict_people(self, model: nn.Module, image: np.ndarray, boxes: Boxes) -> People:
+        """Keypoints in each box, rescored, after OKS-NMS."""
+        box_array, box_scores = boxes
+        if len(box_array) == 0:
+            count = self.schema.num_keypoints
+            return People(np.zeros((0, count, 3), np.float32), np.zeros(0, np.float32))
+        keypoints = predict_boxes(
+            model, image, box_array, self.spec, self.cfg.topdown, self.flip_index, self.device
+        )
+        settings = self.cfg.topdown
+        scores = rescore(box_scores, keypoints[..., 2], settings.keypoint_score_threshold)
+        keep = np.arange(len(scores))
+        if self.schema.has_sigmas and settings.oks_nms_threshold < 1:
+            areas = box_array[:, 2] * box_array[:, 3]
+            keep = oks_nms(
+                keypoints, scores, areas, self.schema.sigmas_array(), settings.oks_nms_threshold
+            )
+        return People(keypoints[keep], scores[keep].astype(np.float32))
+
+    def predict(self, model: nn.Module, image: np.ndarray) -> People:
+        """The whole image as one person box (``posekit predict`` without a detector)."""
+        height, width = image.shape[:2]
+        whole = np.array([[0, 0, width, height]], np.float32), np.ones(1, np.float32)
+        return self.predict_people(model, image, whole)
+
+    def predict_drawn(self, model: nn.Module, image: np.ndarray) -> tuple[np.ndarray, People]:
+        with torch.no_grad():
+            people = self.predict(model, image)
+        return draw_people(image, people.keypoints, self.schema), people
+
+    def evaluate(self, model: nn.Module, results_path: Path | None) -> dict[str, float]:
+        assert self.val_data is not None
+        return self.evaluate_on(model, self.val_data, results_path, self.cfg.data.val.detections)
+
+    def evaluate_on(
+        self,
+        model: nn.Module,
+        data: CocoKeypoints,
+        results_path: Path | None,
+        detections: str | None = None,
+    ) -> dict[str, float]:
+        """COCO keypoint AP on ``data`` with its ground-truth boxes, or with the person boxes
+        of a ``detections`` results JSON (``topdown.box_score_threshold`` applied)."""
+        boxes_of = ground_truth_boxes(data)
+        if detections is not None:
+            found = load_detections(detections, self.cfg.topdown.box_score_threshold)
+            empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+            boxes_of = {r.image_id: found.get(r.image_id, empty) for r in data.images}
+        results: list[dict[str, Any]] = []
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            for record in data.images:
+                image = read_image(data.image_path(record))
+                people = self.predict_people(model, image, boxes_of[record.image_id])
+                results.extend(keypoint_results(record.image_id, people.keypoints, people.scores))
+        model.train(was_training)
+        if results_path is not None:
+            save_results(results, results_path)
+        if not data.schema.has_sigmas:
+            raise ConfigError(
+                f"schema {data.schema.name!r} has no sigmas; add OKS sigmas to evaluate top-down"
+            )
+        return evaluate_keypoints(ground_truth(data), results, data.schema.sigmas_array())
+
+    def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
+        """The first ``count`` validation images with their ground-truth people predicted."""
+        assert self.val_data is not None
+        boxes_of = ground_truth_boxes(self.val_data)
+        for record in self.val_data.images[:count]:
+            image = read_image(self.val_data.image_path(record))
+            with torch.no_grad():
+                people = self.predict_people(model, image, boxes_of[record.image_id])
+            write_jpeg(
+                folder / f"val_{record.image_id}.jpg",
+                draw_people(image, people.keypoints, self.schema),
+            )
+
+
+def ground_truth_boxes(data: CocoKeypoints) -> dict[int, Boxes]:
+    """Each image's labelled people's boxes, with score 1."""
+    return {
+        record.image_id: (
+            np.asarray(record.boxes, np.float32).reshape(-1, 4),
+            np.ones(record.num_persons, np.float32),
+        )
+        for record in data.images
+    }
