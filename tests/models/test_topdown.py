@@ -134,3 +134,8 @@ def test_fold_batchnorm_keeps_outputs(backbone: str, head: str) -> None:
             continue
         assert a.abs().max() > 0.1  # large enough for 1e-4 to tell a wrong fold
         assert torch.allclose(a, b, atol=1e-4, rtol=0), (name, (a - b).abs().max())
+
+
+def test_input_size_must_be_a_multiple_of_the_backbone_stride() -> None:
+    with pytest.raises(ConfigError, match=r"multiples of 32.*\[64, 48\]"):
+        TopDownPoseNet(17, backbone="mobilenet_v2", input_size=[64, 48])

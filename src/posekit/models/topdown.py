@@ -134,8 +134,11 @@ class TopDownPoseNet(nn.Module):
                 f"model.params.head {head!r} is unknown; known: {list(HEAD_KINDS)}"
                 + did_you_mean(head, HEAD_KINDS)
             )
-        if len(input_size) != 2:
-            raise ConfigError(f"model.params.input_size must be [height, width], got {input_size}")
+        if len(input_size) != 2 or any(int(side) % BACKBONE_STRIDE for side in input_size):
+            raise ConfigError(
+                f"model.params.input_size must be [height, width], multiples of "
+                f"{BACKBONE_STRIDE} (the backbone stride), e.g. [256, 192]; got {input_size}"
+            )
         self.head_kind = head
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.simcc_split_ratio = simcc_split_ratio
