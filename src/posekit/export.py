@@ -68,13 +68,14 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 
 def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
-    """The network with named outputs ``heatmaps`` and ``pafs`` (last stage), dynamic H, W."""
+    """The network as ONNX. Bottom-up: outputs ``heatmaps`` and ``pafs`` (last stage),
+    dynamic height and width. Top-down: ``heatmaps`` (or ``simcc_x``, ``simcc_y``) for crops
+    of the model's ``input_size``, dynamic batch."""
     from posekit.inference_model import load_model
 
     loaded = load_model(checkpoint)
-    model = _LastStage(loaded.model.cpu().to(memory_format=torch.contiguous_format).eval())
-    height = loaded.cfg.inference.input_height
-    example = torch.zeros(1, 3, height, height)
+    network = loaded.model.cpu().to(memory_format=torch.contiguous_format).eval()
+    model, example, outputs, axes = _onnx_graph(network, loaded.cfg.inference.input_height)
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:
@@ -84,26 +85,29 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
         # the TorchScript exporter on purpose (the dynamo one needs onnxscript): its
         # deprecation notices are expected
         warnings.simplefilter("ignore", DeprecationWarning)
-        _export(model, example, tmp, opset)
+        torch.onnx.export(
+            model, (example,), str(tmp), input_names=["image"], output_names=outputs,
+            dynamic_axes=axes, opset_version=opset, dynamo=False,
+        )  # fmt: skip
     tmp.replace(out)
     return out
 
 
-def _export(model: torch.nn.Module, example: torch.Tensor, tmp: Path, opset: int) -> None:
-    torch.onnx.export(
-        model,
-        (example,),
-        str(tmp),
-        input_names=["image"],
-        output_names=["heatmaps", "pafs"],
-        dynamic_axes={
-            "image": {0: "batch", 2: "height", 3: "width"},
-            "heatmaps": {0: "batch", 2: "map_height", 3: "map_width"},
-            "pafs": {0: "batch", 2: "map_height", 3: "map_width"},
-        },
-        opset_version=opset,
-        dynamo=False,
-    )
+def _onnx_graph(
+    network: torch.nn.Module, input_height: int
+) -> tuple[torch.nn.Module, torch.Tensor, list[str], dict[str, dict[int, str]]]:
+    """(module to trace, example input, output names, dynamic axes) of either family."""
+    head_kind = getattr(network, "head_kind", None)
+    if head_kind is None:
+        spatial = {0: "batch", 2: "map_height", 3: "map_width"}
+        axes = {"image": {0: "batch", 2: "height", 3: "width"}, "heatmaps": spatial,
+                "pafs": spatial}  # fmt: skip
+        example = torch.zeros(1, 3, input_height, input_height)
+        return _LastStage(network), example, ["heatmaps", "pafs"], axes
+    names = ["heatmaps"] if head_kind == "heatmap" else ["simcc_x", "simcc_y"]
+    example = torch.zeros(1, 3, *network.input_size)
+    axes = {name: {0: "batch"} for name in ["image", *names]}
+    return _TopDownOutputs(network), example, names, axes
 
 
 class _LastStage(torch.nn.Module):
@@ -114,6 +118,18 @@ class _LastStage(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(image)
         return outputs.heatmaps[-1], outputs.pafs[-1]
+
+
+class _TopDownOutputs(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(image)
+        if outputs.heatmaps is not None:
+            return (outputs.heatmaps,)
+        return outputs.simcc_x, outputs.simcc_y
 
 
 def run_export(weights: str, fmt: str, out: str | None = None) -> Path:

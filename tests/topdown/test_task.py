@@ -143,3 +143,19 @@ def test_predict_uses_the_whole_image_as_one_person(
     x, y = people.keypoints[0, :, 0], people.keypoints[0, :, 1]
     half_width, half_height = 67.5 * 1.25 / 2, 90 * 1.25 / 2
     assert (np.abs(x - 29.5) <= half_width).all() and (np.abs(y - 44.5) <= half_height).all()
+
+
+def test_a_schema_without_sigmas_is_scored_by_pck(
+    topdown_config: Callable[..., PosekitConfig], real_coco_dir: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from posekit.schema import COCO17
+
+    plain = {k: v for k, v in COCO17.to_dict().items() if k not in ("sigmas", "name")}
+    schema = tmp_path / "no_sigmas.yaml"
+    schema.write_text(yaml.safe_dump(plain))
+    task = coco_task(topdown_config, real_coco_dir, f"data.schema={schema}")
+    assert task.metric_name == "PCK" and task.val_data is not None
+    oracle = GroundTruthNet(task, task.val_data, flip=True)
+    assert task.evaluate_on(oracle, task.val_data, None) == {"PCK": pytest.approx(1.0)}

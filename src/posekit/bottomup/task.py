@@ -49,12 +49,11 @@ def build_bottomup_model(cfg: PosekitConfig, layout: KeypointLayout) -> nn.Modul
 class BottomUpTask:
     """Model, data, loss and evaluation of a bottom-up run (see :class:`TrainingTask`)."""
 
-    metric_name = "AP"
-
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
         self.schema = load_schema(cfg.data.keypoint_schema)
+        self.metric_name = "AP" if self.schema.has_sigmas else "PCK"
         self.layout = default_layout(self.schema)
         self.model = build_bottomup_model(cfg, self.layout)
         self.stride = int(getattr(self.model, "stride", 8))

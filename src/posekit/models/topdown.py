@@ -104,7 +104,8 @@ class SimCCHead(nn.Module):
         self.cls_y = nn.Linear(hidden, round(height * split_ratio))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if tuple(features.shape[-2:]) != self.feature_hw:
+        tracing = torch.jit.is_tracing()  # ONNX export: the shapes are fixed by the example
+        if not tracing and tuple(features.shape[-2:]) != self.feature_hw:
             raise ValueError(
                 f"SimCC head built for {self.feature_hw} features (input_size / 32), "
                 f"got {tuple(features.shape[-2:])}: feed images of the model's input_size"

@@ -19,7 +19,13 @@ from posekit.decode.topdown import oks_nms, rescore
 from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import plain_param_groups
 from posekit.errors import ConfigError
-from posekit.evaluation import evaluate_keypoints, keypoint_results, save_results
+from posekit.evaluation import (
+    box_norm,
+    evaluate_keypoints,
+    keypoint_results,
+    pck,
+    save_results,
+)
 from posekit.losses_topdown import topdown_loss
 from posekit.models.topdown import TopDownPoseNet
 from posekit.schema import KeypointSchema, load_schema
@@ -68,12 +74,11 @@ def topdown_spec(cfg: PosekitConfig, model: nn.Module) -> TopDownSpec:
 class TopDownTask:
     """Model, data, loss and evaluation of a top-down run (see :class:`TrainingTask`)."""
 
-    metric_name = "AP"
-
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
         self.schema = load_schema(cfg.data.keypoint_schema)
+        self.metric_name = "AP" if self.schema.has_sigmas else "PCK"
         self.model = build_topdown_model(cfg, self.schema)
         self.spec = topdown_spec(cfg, self.model)
         self.flip_index = self.schema.flip_index()
@@ -151,8 +156,11 @@ class TopDownTask:
         detections: str | None = None,
     ) -> dict[str, float]:
         """COCO keypoint AP on ``data`` with its ground-truth boxes, or with the person boxes
-        of a ``detections`` results JSON (``topdown.box_score_threshold`` applied)."""
+        of a ``detections`` results JSON (``topdown.box_score_threshold`` applied). A schema
+        without sigmas gets PCK@0.2 of the box size on the ground-truth boxes instead."""
         boxes_of = ground_truth_boxes(data)
+        if not data.schema.has_sigmas:
+            return {"PCK": self.pck_on(model, data)}
         if detections is not None:
             found = load_detections(detections, self.cfg.topdown.box_score_threshold)
             empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
@@ -168,11 +176,27 @@ class TopDownTask:
         model.train(was_training)
         if results_path is not None:
             save_results(results, results_path)
-        if not data.schema.has_sigmas:
-            raise ConfigError(
-                f"schema {data.schema.name!r} has no sigmas; add OKS sigmas to evaluate top-down"
-            )
         return evaluate_keypoints(ground_truth(data), results, data.schema.sigmas_array())
+
+    def pck_on(self, model: nn.Module, data: CocoKeypoints) -> float:
+        """PCK@0.2 of each ground-truth person from the keypoints predicted in its box."""
+        predictions, truths, boxes = [], [], []
+        for record in data.images:
+            if not record.num_persons:
+                continue
+            image = read_image(data.image_path(record))
+            keypoints = predict_boxes(
+                model, image, record.boxes, self.spec, self.cfg.topdown, self.flip_index,
+                self.device,
+            )  # fmt: skip
+            predictions.append(keypoints[..., :2])
+            truths.append(record.keypoints)
+            boxes.append(record.boxes)
+        if not truths:
+            return 0.0
+        return pck(
+            np.concatenate(predictions), np.concatenate(truths), box_norm(np.concatenate(boxes))
+        )
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
         """The first ``count`` validation images with their ground-truth people predicted."""
