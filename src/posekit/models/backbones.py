@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from posekit.errors import ConfigError, did_you_mean
+from posekit.models.blocks import Fp32DepthwiseConv2d
 
 # MobileNetV2 inverted-residual stages: expansion t, channels c, repeats n, first stride s.
 MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -39,9 +40,13 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def conv_bn_relu6(
     in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, groups: int = 1
 ) -> nn.Sequential:
-    """Conv2d (no bias) + BatchNorm + ReLU6; torchvision's ``Conv2dNormActivation`` keys."""
+    """Conv2d (no bias) + BatchNorm + ReLU6; torchvision's ``Conv2dNormActivation`` keys.
+    Strided depthwise convolutions run in float32 under CPU autocast (see
+    :class:`Fp32DepthwiseConv2d`)."""
+    depthwise = groups > 1 and groups == in_channels
+    layer = Fp32DepthwiseConv2d if depthwise and stride > 1 else nn.Conv2d
     return nn.Sequential(
-        nn.Conv2d(
+        layer(
             in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
             groups=groups, bias=False,
         ),
