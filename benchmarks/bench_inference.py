@@ -59,10 +59,9 @@ def torch_runner(model: torch.nn.Module, channels_last: bool, bf16: bool) -> Cal
 def onnx_runner(model: torch.nn.Module, folder: Path) -> Callable:
     import onnxruntime
 
-    from posekit.export import _export, _LastStage
+    from posekit.export import write_onnx
 
-    path = folder / "bench.onnx"
-    _export(_LastStage(model), torch.zeros(1, 3, HEIGHT, WIDTH), path, 17)
+    path = write_onnx(model, folder / "bench.onnx", HEIGHT)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

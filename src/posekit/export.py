@@ -8,6 +8,7 @@ schema, so posekit (``val``, ``predict``) loads it back without the training che
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -68,14 +69,19 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 
 def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
-    """The network as ONNX. Bottom-up: outputs ``heatmaps`` and ``pafs`` (last stage),
-    dynamic height and width. Top-down: ``heatmaps`` (or ``simcc_x``, ``simcc_y``) for crops
-    of the model's ``input_size``, dynamic batch."""
+    """The network of a checkpoint or weights file as ONNX (see :func:`write_onnx`)."""
     from posekit.inference_model import load_model
 
     loaded = load_model(checkpoint)
-    network = loaded.model.cpu().to(memory_format=torch.contiguous_format).eval()
-    model, example, outputs, axes = _onnx_graph(network, loaded.cfg.inference.input_height)
+    return write_onnx(loaded.model, out, loaded.cfg.inference.input_height, opset)
+
+
+def write_onnx(network: torch.nn.Module, out: Path, input_height: int, opset: int = 17) -> Path:
+    """Bottom-up: outputs ``heatmaps`` and ``pafs`` (last stage), dynamic height and width.
+    Top-down: ``heatmaps`` (or ``simcc_x``, ``simcc_y``) for crops of the model's
+    ``input_size``, dynamic batch. Written to a temporary file, then renamed."""
+    network = copy.deepcopy(network).cpu().to(memory_format=torch.contiguous_format).eval()
+    model, example, outputs, axes = _onnx_graph(network, input_height)
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError:

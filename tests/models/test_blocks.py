@@ -20,6 +20,8 @@ def test_strided_and_dilated_depthwise_convs_run_in_float32_under_cpu_autocast()
     torch.testing.assert_close(inside, expected, atol=0.05, rtol=0.02)
     inside.sum().backward()
     assert x.grad is not None and conv.weight.grad is not None
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).dtype == torch.bfloat16  # inference keeps bf16 (faster forward alone)
 
 
 def test_conv_dw_uses_it_only_where_bf16_is_slow() -> None:
