@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.posekit-installed
 SYNTH_DIR := data/synthetic
 
-.PHONY: venv demo test lint format bench bench-quick clean
+.PHONY: venv demo test soak lint format bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: venv
 	$(BENCH)/bench_train_step.py
 	$(BENCH)/bench_end_to_end.py
 	$(BENCH)/bench_inference.py
+
+# the reliability suite, longer: 100 kill -9 in one training run (make test does 20)
+soak: $(STAMP)
+	POSEKIT_SOAK_KILLS=100 $(BIN)/pytest -q tests/reliability/test_kill.py -k kills
 
 bench-quick: venv
 	$(BENCH)/bench_synthetic.py

@@ -92,6 +92,8 @@ class DataConfig(StrictModel):
     category_ids: list[int] | None = None
     keypoints_field: str = "keypoints"
     num_workers: int = Field(2, ge=0)
+    # an unreadable training image mid-epoch: stop naming the file, or skip it and count
+    bad_images: Literal["stop", "skip"] = "stop"
 
 
 class ModelConfig(StrictModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from posekit.engine import checkpoints as files
 from posekit.engine import logs
 from posekit.engine.control import StopRequest, TrainingStopped, stop_on_signals
 from posekit.engine.ema import ModelEMA
+from posekit.engine.faults import GuardedSamples, is_worker_death, worker_error_line
 from posekit.engine.optim import (
     apply_custom_keys,
     build_optimizer,
@@ -34,6 +35,7 @@ from posekit.engine.optim import (
 from posekit.engine.sampling import BatchList, epoch_batches, training_indices
 from posekit.engine.state import capture_rng_state, load_checkpoint, restore_rng_state
 from posekit.engine.state import save_checkpoint as write_checkpoint
+from posekit.errors import UserError
 
 Batch = dict[str, torch.Tensor]
 
@@ -75,6 +77,7 @@ class TrainState:
     evals_without_gain: int = 0
     nonfinite_steps: int = 0
     nonfinite_streak: int = 0
+    skipped_samples: int = 0  # unreadable samples replaced (data.bad_images=skip)
     early_stopped: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +123,7 @@ class Trainer:
         self.model = self.task.model.to(self.device)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.dataset = self.task.train_dataset(1, self.cfg.data.input_size)
+        self.dataset = self.guarded(self.task.train_dataset(1, self.cfg.data.input_size))
         self.indices = training_indices(
             len(self.dataset),  # type: ignore[arg-type]
             training.subset_size,
@@ -207,6 +210,9 @@ class Trainer:
         )
 
     # -- the loop ------------------------------------------------------------------------
+    def guarded(self, dataset: Dataset) -> GuardedSamples:
+        return GuardedSamples(dataset, self.cfg.data.bad_images)
+
     def loader(self, epoch: int, skip_batches: int) -> DataLoader:
         training = self.cfg.training
         batches = epoch_batches(
@@ -235,8 +241,10 @@ class Trainer:
             with stop_on_signals(self.stop):
                 while not self.finished():
                     self.enter_stage_for_epoch()
-                    self.dataset = self.task.train_dataset(
-                        self.state.stage, epoch_input_size(self.cfg, self.state.epoch)
+                    self.dataset = self.guarded(
+                        self.task.train_dataset(
+                            self.state.stage, epoch_input_size(self.cfg, self.state.epoch)
+                        )
                     )
                     self.train_one_epoch(board)
         finally:
@@ -269,7 +277,8 @@ class Trainer:
             dynamic_ncols=True,
             mininterval=1.0,
         )
-        for batch in bar:
+        for batch in self.batches(bar):
+            self.state.skipped_samples += int(batch.pop("skipped").sum())
             terms = self.train_step(move_batch(batch, self.device))
             count += 1
             for key, value in terms.items():
@@ -300,6 +309,24 @@ class Trainer:
             )
         elif self.iterations_done():
             self.end_of_epoch(board, means, time.perf_counter() - started)
+
+    def batches(self, loader: Any) -> Iterator[Batch]:
+        """The loader's batches; a dead worker stops the run with the progress saved, a user
+        error from a worker keeps its one-line message."""
+        try:
+            yield from loader
+        except UserError as exc:
+            raise type(exc)(worker_error_line(exc)) from None
+        except RuntimeError as exc:
+            if not is_worker_death(exc):
+                raise
+            self.save(files.LAST)
+            first = str(exc).strip().splitlines()[0]
+            raise TrainingStopped(
+                f"a data loader worker died ({first}); the progress so far is in "
+                f"{self.checkpoints / files.LAST}: continue with --resume (data.num_workers=0 "
+                "runs the data loading in this process and shows the cause)"
+            ) from None
 
     def autocast(self) -> torch.autocast:
         """bf16 on CPU, fp16 on CUDA (with the GradScaler), off unless ``training.amp``."""
@@ -435,6 +462,7 @@ class Trainer:
             "lr": self.lr(),
             **metrics,
             "epoch_time": round(seconds, 2),
+            **({"skipped": self.state.skipped_samples} if self.state.skipped_samples else {}),
             "peak_memory_mb": round(_peak_memory_mb(self.device), 1),
         }
         logs.append_result(self.results_path, row)

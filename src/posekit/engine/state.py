@@ -6,6 +6,7 @@ reads them; nothing in a checkpoint can run code when loaded.
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
 import zipfile
@@ -57,9 +58,20 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to a temporary file, fsync, then rename over ``path``."""
+    """Write ``payload`` to a temporary file, fsync, then rename over ``path``. A failed write
+    (disk full, file size limit, permissions) raises a one-line CheckpointError and leaves
+    the previous file at ``path`` as it was."""
     payload = {"format": CHECKPOINT_FORMAT, **payload}
-    atomic_write_with(path, lambda handle: torch.save(payload, handle))
+    try:
+        atomic_write_with(path, lambda handle: torch.save(payload, handle))
+    except (OSError, RuntimeError) as exc:  # torch.save reports failed writes as RuntimeError
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else None
+        reason = reason or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        previous = "the previous one is intact" if Path(path).is_file() else "none was there"
+        raise CheckpointError(
+            f"{path}: could not write the checkpoint ({reason}); {previous}; free disk space "
+            "or give another --work-dir, then continue with --resume"
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
