@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from posekit.atomic import atomic_write_text
 from posekit.errors import ConfigError, did_you_mean
+from posekit.schema import YAML_ERRORS
 
 
 class StrictModel(BaseModel):
@@ -232,6 +234,8 @@ class TrainingConfig(StrictModel):
     stop_epoch: int | None = Field(None, ge=1)  # two-stage: first epoch (1-based) of stage 2
     multiscale: list[int] | None = None  # per-batch input sizes, e.g. [224, 256, 288]
     compile: bool = False  # torch.compile the training forward (first steps pay the compile)
+    # torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; posekit's own on CPU)
+    sync_bn: bool = False
 
 
 class PosekitConfig(StrictModel):
@@ -270,23 +274,56 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        found = False
+    if not found:
         raise ConfigError(f"config file {path} not found; check the path")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        reason = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: {reason}{line}; fix the YAML syntax") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = type(exc).__name__
         raise ConfigError(f"{path}: cannot be read ({reason}); check the file") from None
+    except YAML_ERRORS as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        reason = getattr(exc, "problem", None) or _yaml_reason(exc)
+        raise ConfigError(f"{path}: {reason}{line}; fix the YAML syntax") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, not a list or value")
     return data
+
+
+def _yaml_reason(exc: BaseException) -> str:
+    """The first line of a YAML error that is not a YAMLError (a bad date, ``!!int x``)."""
+    lines = str(exc).strip().splitlines()
+    return f"{lines[0]} ({type(exc).__name__})" if lines else type(exc).__name__
+
+
+MAX_CONFIG_VALUES = 100_000
+
+
+def check_plain_values(data: Any, source: str) -> None:
+    """Refuse what no config holds: YAML aliases that expand to millions of values (or to a
+    cycle), and ``!!binary`` bytes, which cannot be written back as YAML or JSON."""
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"{source}: over {MAX_CONFIG_VALUES} values once YAML aliases are expanded; "
+                "write the config out plainly"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+        elif isinstance(item, bytes):
+            raise ConfigError(f"{source}: binary (!!binary) values are not supported; use text")
 
 
 def load_merged_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -299,8 +336,10 @@ def load_merged_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict
     bases = data.pop("base", None) or []
     if isinstance(bases, str):
         bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise ConfigError(f"{file_path}: 'base' must be a path or a list of paths")
+    if not isinstance(bases, list) or not all(
+        isinstance(b, str) and b.isprintable() for b in bases
+    ):
+        raise ConfigError(f"{file_path}: 'base' must be a path or a list of paths (printable text)")
     merged: dict[str, Any] = {}
     for base in bases:
         base_path = Path(os.path.abspath(file_path.parent / base))
@@ -338,7 +377,7 @@ def parse_override_value(text: str) -> Any:
     """A YAML scalar or flow value; numbers such as ``1e-4`` (a string to YAML 1.1) parse too."""
     try:
         value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
+    except YAML_ERRORS:
         return text
     if isinstance(value, str):
         try:
@@ -421,7 +460,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             messages.append(f"unknown key {key!r}{hint}; valid keys under {parent}: {siblings}")
         else:
             given = error.get("input")
-            shown = repr(given) if not isinstance(given, dict) else "a mapping"
+            shown = reprlib.repr(given) if not isinstance(given, dict) else "a mapping"
             messages.append(f"key {key!r}: {error['msg'].lower()} (got {shown})")
     return f"{source}: " + "; ".join(messages)
 
@@ -443,10 +482,11 @@ def config_from_mapping(
     flags), then ``key.path=value`` overrides, ``${VAR}`` expanded; validated."""
     for key, value in (settings or {}).items():
         data = set_dotted(data, key, value)
-    data = expand_env(apply_overrides(data, overrides or []))
+    data = apply_overrides(data, overrides or [])
     if overrides:
         source += " + overrides"
-    return validate_config(data, source)
+    check_plain_values(data, source)
+    return validate_config(expand_env(data), source)
 
 
 def load_config(

@@ -15,7 +15,7 @@ def masked_l2(
     ``weights`` broadcasts over channels ((B, 1, H, W): 1 = use, 0 = ignore), as in the
     original Lightweight OpenPose ``l2_loss``.
     """
-    difference = prediction.float() - target
+    difference = prediction.to(target.dtype) - target  # float32 under bf16 autocast
     return (weights * difference * difference).sum() / 2 / prediction.shape[0]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from posekit.config import PosekitConfig
 from posekit.engine.checkpoints import latest_checkpoint
+from posekit.engine.dist import barrier, init_distributed
 from posekit.engine.loop import Trainer, TrainState, pick_device
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError, ConfigError
@@ -96,9 +98,21 @@ def initial_weights(cfg: PosekitConfig) -> str | None:
     return None
 
 
-def train(cfg: PosekitConfig, say: Any = print) -> TrainState:
-    cfg = ensure_synthetic_data(cfg, say)
+def train(
+    cfg: PosekitConfig,
+    say: Any = print,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainState:
+    """Run ``posekit train``; ``on_epoch(epoch, results row)`` is called after each epoch."""
     device = pick_device(cfg.device)
+    info = init_distributed(device.type)
+    if info.active and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    if info.is_main:
+        cfg = ensure_synthetic_data(cfg, say)
+    barrier()  # the synthetic data set is made once, by rank 0
+    if not info.is_main:
+        cfg = ensure_synthetic_data(cfg, say=lambda _: None)
     torch.manual_seed(cfg.seed)
     continue_from = resume_path(cfg)
     start_weights = initial_weights(cfg)
@@ -110,7 +124,7 @@ def train(cfg: PosekitConfig, say: Any = print) -> TrainState:
     if start_weights is not None:
         load_initial_weights(task.model, start_weights, cfg.training.from_mobilenet, say)
     work_dir = cfg.resolved_work_dir()
-    trainer = Trainer(cfg, task, work_dir, device, say)
+    trainer = Trainer(cfg, task, work_dir, device, say, on_epoch=on_epoch)
     if continue_from is not None:
         trainer.resume_from(continue_from)
     say(f"training {cfg.model.name} on {device}; run folder {work_dir}")

@@ -17,12 +17,21 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from posekit.config import PosekitConfig, save_config
 from posekit.engine import checkpoints as files
 from posekit.engine import logs
 from posekit.engine.control import StopRequest, TrainingStopped, stop_on_signals
+from posekit.engine.dist import (
+    all_reduce_flags,
+    barrier,
+    broadcast_from_main,
+    convert_sync_batchnorm,
+    dist_info,
+    mean_across_ranks,
+)
 from posekit.engine.ema import ModelEMA
 from posekit.engine.faults import GuardedSamples, is_worker_death, worker_error_line
 from posekit.engine.optim import (
@@ -115,12 +124,20 @@ class Trainer:
     work_dir: Path
     device: torch.device
     say: Callable[[str], None] = print
+    # called after every epoch's checkpoint with (epoch, row of results.csv); trials report
+    # to Optuna here and may raise to end the run (e.g. optuna.TrialPruned)
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None
     state: TrainState = field(default_factory=TrainState)
     stop: StopRequest = field(default_factory=StopRequest)
 
     def __post_init__(self) -> None:
         training = self.cfg.training
+        self.dist = dist_info()
+        if not self.dist.is_main:
+            self.say = _silent  # one rank speaks and writes files
         self.model = self.task.model.to(self.device)
+        if self.dist.active and training.sync_bn:
+            self.model = convert_sync_batchnorm(self.model, self.device.type)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.dataset = self.guarded(self.task.train_dataset(1, self.cfg.data.input_size))
@@ -131,7 +148,9 @@ class Trainer:
             training.overfit,
             training.repeat,
         )
-        self.batches_per_epoch = max(1, len(self.indices) // training.batch_size)
+        # training.batch_size is per process: the global batch spans the ranks
+        self.global_batch = training.batch_size * self.dist.world_size
+        self.batches_per_epoch = max(1, len(self.indices) // self.global_batch)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / training.batches_per_iter)
         total = self.steps_per_epoch * training.max_epochs
         if training.max_iter:
@@ -152,6 +171,9 @@ class Trainer:
         )
         # the compiled module shares its parameters with self.model (checkpoints stay plain)
         self.forward_model = torch.compile(self.model) if training.compile else self.model
+        if self.dist.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.forward_model, device_ids=ids)
         ema = training.ema
         frozen = frozen_state_names(self.model, custom_keys)
         self.ema = ModelEMA(self.model, ema.decay, ema.warmup, frozen) if ema.enabled else None
@@ -185,9 +207,12 @@ class Trainer:
         }
 
     def save(self, *names: str) -> None:
-        payload = self.checkpoint_payload()
-        for name in names:
-            write_checkpoint(self.checkpoints / name, payload)
+        """Rank 0 writes; every rank waits until the files are there."""
+        if self.dist.is_main:
+            payload = self.checkpoint_payload()
+            for name in names:
+                write_checkpoint(self.checkpoints / name, payload)
+        barrier()
 
     def resume_from(self, path: Path) -> None:
         data = load_checkpoint(path)
@@ -217,12 +242,15 @@ class Trainer:
         training = self.cfg.training
         batches = epoch_batches(
             self.indices,
-            training.batch_size,
+            self.global_batch,
             self.cfg.seed,
             epoch,
             shuffle=not training.overfit,
             sizes=training.multiscale,
         )
+        if self.dist.active:  # each rank its slice of every global batch
+            size, rank = training.batch_size, self.dist.rank
+            batches = [batch[rank * size : (rank + 1) * size] for batch in batches]
         workers = self.cfg.data.num_workers
         return DataLoader(
             self.dataset,
@@ -235,8 +263,9 @@ class Trainer:
         )
 
     def fit(self) -> TrainState:
-        save_config(self.cfg, self.work_dir / "config.yaml")
-        board = logs.TensorBoardLog(self.work_dir / "tensorboard")
+        if self.dist.is_main:
+            save_config(self.cfg, self.work_dir / "config.yaml")
+        board = logs.TensorBoardLog(self.work_dir / "tensorboard", enabled=self.dist.is_main)
         try:
             with stop_on_signals(self.stop):
                 while not self.finished():
@@ -276,10 +305,11 @@ class Trainer:
             desc=f"epoch {self.state.epoch + 1}/{training.max_epochs}",
             dynamic_ncols=True,
             mininterval=1.0,
+            disable=not self.dist.is_main,
         )
         for batch in self.batches(bar):
             self.state.skipped_samples += int(batch.pop("skipped").sum())
-            terms = self.train_step(move_batch(batch, self.device))
+            terms = mean_across_ranks(self.train_step(move_batch(batch, self.device)))
             count += 1
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -339,7 +369,13 @@ class Trainer:
             terms = self.task.compute_loss(self.forward_model, batch)
         loss = terms["loss"]
         self.state.batch_in_epoch += 1
-        if torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if self.dist.active:  # every rank takes the same decisions, or DDP would wait forever
+            nonfinite, stop = all_reduce_flags(not finite, self.stop.requested)
+            finite = not nonfinite
+            if stop and not self.stop.requested:
+                self.stop.request("a signal to another rank")
+        if finite:
             self.scaler.scale(loss / training.batches_per_iter).backward()
         else:
             self.skip_nonfinite(f"loss {float(loss.detach())}")
@@ -391,7 +427,8 @@ class Trainer:
             board.scalars({**terms, "lr": self.lr()}, iteration, "train")
         if training.checkpoint_after and iteration % training.checkpoint_after == 0:
             self.save(files.iter_file(iteration))
-            files.prune(self.checkpoints, training.keep_last)
+            if self.dist.is_main:
+                files.prune(self.checkpoints, training.keep_last)
         validate_now = training.val_after and iteration % training.val_after == 0
         if validate_now and self.task.has_validation():
             metrics = self.validate()
@@ -406,16 +443,20 @@ class Trainer:
         return self.task.has_validation() and self.cfg.training.eval_interval > 0
 
     def validate(self) -> dict[str, float]:
-        results_path = self.work_dir / self.cfg.training.val_output_name
-        model = self.eval_model()
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return self.task.evaluate(model, results_path)
-        finally:
-            if was_training:
-                self.set_train_mode()
+        """Rank 0 evaluates; every rank gets its metrics (best and early-stop agree)."""
+        metrics: dict[str, float] = {}
+        if self.dist.is_main:
+            results_path = self.work_dir / self.cfg.training.val_output_name
+            model = self.eval_model()
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    metrics = self.task.evaluate(model, results_path)
+            finally:
+                if was_training:
+                    self.set_train_mode()
+        return broadcast_from_main(metrics)
 
     def set_train_mode(self) -> None:
         """Training mode, except the BatchNorm layers of frozen parameters."""
@@ -433,6 +474,7 @@ class Trainer:
         self.state.stage = 2
         self.state.stage_best_metric = self.state.stage_best_epoch = None
         best = self.checkpoints / files.STAGE_BEST[1]
+        barrier()  # rank 0 wrote it: every rank reads the finished file
         if best.is_file():
             data = load_checkpoint(best)
             weights = data["ema"]["model"] if data.get("ema") else data["model"]
@@ -465,16 +507,20 @@ class Trainer:
             **({"skipped": self.state.skipped_samples} if self.state.skipped_samples else {}),
             "peak_memory_mb": round(_peak_memory_mb(self.device), 1),
         }
-        logs.append_result(self.results_path, row)
+        if self.dist.is_main:
+            logs.append_result(self.results_path, row)
         board.scalars({**means, **metrics}, epoch, "epoch")
         names = [files.LAST, *self.record_best(metrics, means)]
         if training.checkpoint_interval and epoch % training.checkpoint_interval == 0:
             names.append(files.epoch_file(epoch))
         self.save(*names)
-        files.prune(self.checkpoints, training.keep_last)
-        logs.write_plots(self.results_path, self.work_dir / "plots")
-        if metrics and self.task.has_validation():
-            self.task.draw_validation(self.eval_model(), self.work_dir / "plots", count=4)
+        if self.dist.is_main:
+            files.prune(self.checkpoints, training.keep_last)
+            logs.write_plots(self.results_path, self.work_dir / "plots")
+            if metrics and self.task.has_validation():
+                self.task.draw_validation(self.eval_model(), self.work_dir / "plots", count=4)
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, row)
 
     def record_best(self, metrics: dict[str, float], means: dict[str, float]) -> list[str]:
         """Update the best scores; returns the best files to write now."""
@@ -517,6 +563,10 @@ class Trainer:
             f"best {label} {state.best_metric:.4f} at epoch {state.best_epoch}: "
             f"deploy {self.checkpoints / files.BEST}{same}"
         )
+
+
+def _silent(_: str) -> None:
+    return None
 
 
 def _metrics_line(metrics: dict[str, float]) -> str:
