@@ -101,6 +101,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_trials(args: argparse.Namespace) -> int:
+    from posekit.trials import TrialsOptions, run_trials
+
+    options = TrialsOptions(
+        trials_file=args.trials_file,
+        output_dir=args.output_dir,
+        base_config=args.base_config,
+        budget_epochs=args.budget_epochs,
+        budget_subset=args.budget_subset,
+        budget_size=args.budget_size,
+        early_stop_threshold=args.early_stop_threshold,
+        early_stop_warmup=args.early_stop_warmup,
+        pruner=args.pruner,
+        storage=args.storage,
+        study_name=args.study_name,
+        workers=args.workers,
+        n_trials=args.n_trials,
+        overrides=(*args.overrides, *args.cfg_options),
+    )
+    return run_trials(options, say=lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="posekit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", parser_class=_ArgumentParser)
@@ -174,6 +196,34 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="safetensors", help="safetensors or onnx")
     export.add_argument("--out", help="output file (default: beside the checkpoint)")
     export.set_defaults(handler=_cmd_export)
+
+    trials = commands.add_parser("trials", help="budgeted hyperparameter trials (Optuna)")
+    trials.add_argument("--base-config", help="config YAML every trial starts from")
+    trials.add_argument(
+        "--trials-file", required=True, help="JSON: a list of overrides, or a search space"
+    )
+    trials.add_argument("--output-dir", required=True, help="trial folders, study, results")
+    trials.add_argument("--budget-epochs", type=int, help="training.max_epochs per trial")
+    trials.add_argument("--budget-subset", type=int, help="training.subset_size per trial")
+    trials.add_argument("--budget-size", type=int, help="data.input_size per trial")
+    trials.add_argument(
+        "--early-stop-threshold", type=float, help="prune a trial whose metric is below this"
+    )
+    trials.add_argument(
+        "--early-stop-warmup", type=int, default=0, help="epochs before the threshold applies"
+    )
+    trials.add_argument(
+        "--pruner", choices=("successive-halving", "median", "none"), default="median"
+    )
+    trials.add_argument("--n-trials", type=int, help="trials of a search-space file")
+    trials.add_argument(
+        "--storage", help="database URL shared by workers (default: a journal file in DIR)"
+    )
+    trials.add_argument("--study-name", help="default: the output folder's name")
+    trials.add_argument("--workers", type=int, default=1, help="local worker processes")
+    trials.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
+    trials.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    trials.set_defaults(handler=_cmd_trials)
     return parser
 
 
