@@ -220,7 +220,8 @@ class TrainingConfig(StrictModel):
     checkpoint_after: int = Field(5000, ge=0)
     val_after: int = Field(5000, ge=0)
     eval_interval: int = Field(1, ge=0)
-    val_output_name: str = "detections.json"
+    # a plain file name inside the run folder (no folders, no "..")
+    val_output_name: str = Field("detections.json", pattern=r"^[^/\\]*[^/\\.][^/\\]*$")
     checkpoint_path: str | None = None
     weights_only: bool = False
     from_mobilenet: bool = False

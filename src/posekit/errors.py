@@ -40,5 +40,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def one_line(message: str) -> str:
-    """Collapse a message to a single line (errors are printed as exactly one line)."""
-    return " ".join(str(message).split())
+    """Collapse a message to a single line (errors are printed as exactly one line); control
+    characters (e.g. a terminal escape in a file name) are shown escaped, never sent."""
+    text = " ".join(str(message).split())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

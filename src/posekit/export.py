@@ -59,12 +59,14 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         weights = load_file(str(path))
-    except (OSError, json.JSONDecodeError, SafetensorError) as exc:
+    except (OSError, ValueError, RecursionError, SafetensorError) as exc:  # ValueError: JSON, UTF-8
         raise CheckpointError(
             f"{path}: unreadable export ({type(exc).__name__}); export again"
         ) from None
-    if meta.get("format") != SIDECAR_FORMAT or "config" not in meta:
-        raise CheckpointError(f"{sidecar}: not a posekit weights sidecar")
+    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT or "config" not in meta:
+        raise CheckpointError(f"{sidecar}: not a posekit weights sidecar; export again")
+    if not isinstance(meta["config"], (dict, type(None))):
+        raise CheckpointError(f"{sidecar}: 'config' is not a mapping; export again")
     return weights, meta["config"]
 
 

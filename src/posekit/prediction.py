@@ -33,6 +33,25 @@ def list_sources(source: Path) -> list[Path]:
     return [source]
 
 
+def drawing_paths(sources: list[Path], target: Path) -> list[Path]:
+    """``target/<stem>.jpg`` per source image; refused when one would replace a source image
+    (``--out`` is the source folder) or another one's drawing (``a.jpg`` and ``a.png``)."""
+    originals = {path.resolve() for path in sources}
+    drawn_from: dict[Path, Path] = {}
+    for path in sources:
+        drawing = target / f"{path.stem}.jpg"
+        if drawing.resolve() in originals:
+            raise DataError(
+                f"{drawing}: drawing {path.name} would replace a source image; give another --out"
+            )
+        if drawing in drawn_from:
+            raise DataError(
+                f"{drawn_from[drawing]} and {path}: both would be drawn to {drawing}; rename one"
+            )
+        drawn_from[drawing] = path
+    return list(drawn_from)
+
+
 def video_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -58,9 +77,10 @@ def run_predict(
     weights: str,
     out_dir: str = "predictions",
     overrides: list[str] | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> dict[str, Any]:
     """Write drawn images (or a drawn video) and ``people.json`` into ``out_dir``."""
+    out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
     loaded = load_model(weights, overrides=overrides)
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
@@ -69,9 +89,10 @@ def run_predict(
     if source_path.suffix.lower() in VIDEO_SUFFIXES:
         found[source_path.name] = _predict_video(loaded, source_path, target)
     else:
-        for path in list_sources(source_path):
+        sources = list_sources(source_path)
+        for path, drawing in zip(sources, drawing_paths(sources, target), strict=True):
             drawn, people = _predict_one(loaded, read_image(path))
-            write_jpeg(target / f"{path.stem}.jpg", drawn)
+            write_jpeg(drawing, drawn)
             found[path.name] = people
             print(f"{path.name}: {len(people)} people", file=out)
     atomic_write_bytes(target / "people.json", orjson.dumps(found, option=orjson.OPT_INDENT_2))

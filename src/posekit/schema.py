@@ -16,6 +16,8 @@ keypoint count.
 
 from __future__ import annotations
 
+import reprlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +173,11 @@ def schema_from_dict(data: Any, source: str = "schema") -> KeypointSchema:
     for key in ("keypoints", "skeleton"):
         if key not in data:
             raise SchemaError(f"{source}: missing required key {key!r}")
+    name = data.get("name")
+    if isinstance(name, bool) or not isinstance(name, (str, int, float, type(None))):
+        raise SchemaError(f"{source}: 'name' must be a string")
     return make_schema(
-        name=data.get("name") or Path(source).stem,
+        name=name or Path(source).stem,
         keypoints=data["keypoints"],
         skeleton=data["skeleton"],
         flip_pairs=data.get("flip_pairs") or (),
@@ -189,9 +194,9 @@ def load_schema(name_or_path: str | Path) -> KeypointSchema:
     if text in BUILTIN_SCHEMAS:
         return BUILTIN_SCHEMAS[text]
     path = Path(text)
-    if not path.suffix and (SCHEMAS_DIR / f"{text}.yaml").is_file():
+    if not path.suffix and _is_file(SCHEMAS_DIR / f"{text}.yaml"):
         path = SCHEMAS_DIR / f"{text}.yaml"  # a schema shipped in configs/schemas
-    if not path.is_file():
+    if not _is_file(path):
         known = sorted([*BUILTIN_SCHEMAS, *(p.stem for p in SCHEMAS_DIR.glob("*.yaml"))])
         hint = did_you_mean(text, known)
         raise SchemaError(
@@ -200,9 +205,30 @@ def load_schema(name_or_path: str | Path) -> KeypointSchema:
         )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+    except (*YAML_ERRORS, OSError) as exc:
         raise SchemaError(f"{path}: not a readable YAML file ({_first_line(exc)})") from None
     return schema_from_dict(data, source=str(path))
+
+
+# What yaml.safe_load raises on bad text besides YAMLError: bad dates, ``!!int x``, an empty
+# ``!!float`` and other tags PyYAML's constructors do not check, ints over Python's 4300 digits
+# (ValueError), deep nesting (RecursionError).
+YAML_ERRORS = (
+    yaml.YAMLError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -215,7 +241,7 @@ def _as_names(values: Any, source: str) -> tuple[str, ...]:
     if not all(isinstance(v, str) and v for v in values):
         raise SchemaError(f"{source}: every entry of 'keypoints' must be a non-empty string")
     if len(set(values)) != len(values):
-        dupes = sorted({v for v in values if values.count(v) > 1})
+        dupes = sorted(name for name, times in Counter(values).items() if times > 1)
         raise SchemaError(f"{source}: duplicate keypoint names {dupes}; make them unique")
     return tuple(values)
 
@@ -227,7 +253,9 @@ def _as_index_pairs(values: Any, count: int, where: str) -> tuple[tuple[int, int
     for item in values:
         ok = isinstance(item, (list, tuple)) and len(item) == 2
         if not ok or not all(isinstance(i, int) and not isinstance(i, bool) for i in item):
-            raise SchemaError(f"{where}: {item!r} is not a pair of integer indices [i, j]")
+            raise SchemaError(
+                f"{where}: {reprlib.repr(item)} is not a pair of integer indices [i, j]"
+            )
         a, b = item
         if not (0 <= a < count and 0 <= b < count):
             raise SchemaError(
@@ -258,7 +286,10 @@ def _as_floats(values: Any, count: int, where: str) -> tuple[float, ...]:
         raise SchemaError(f"{where} has {len(values)} entries; give one per keypoint ({count})")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise SchemaError(f"{where}: every entry must be a number")
-    result = tuple(float(v) for v in values)
+    try:
+        result = tuple(float(v) for v in values)
+    except OverflowError:  # an integer too big for a float
+        raise SchemaError(f"{where}: every entry must be finite") from None
     if not all(np.isfinite(result)):
         raise SchemaError(f"{where}: every entry must be finite")
     return result

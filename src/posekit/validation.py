@@ -20,12 +20,13 @@ def run_val(
     overrides: list[str],
     output_name: str | None = None,
     as_json: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     config: str | None = None,
 ) -> dict[str, float]:
     """Print the AP table (or PCK); with ``as_json`` the last line is the metrics object.
 
     ``config`` (a config YAML) replaces the config stored with the weights."""
+    out = out if out is not None else sys.stdout  # looked up now: stdout may be replaced
     base = load_config(config) if config else None
     loaded = load_model(weights, settings, overrides, base_config=base)
     data = load_split(loaded.cfg, "val", loaded.task.schema)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+import numpy as np
 
 from posekit.data.coco import gc_paused, read_coco_json, resolve_image_path, select_category_ids
 from posekit.data.images import read_image
@@ -36,7 +39,7 @@ class Problem:
     def to_line(self) -> str:
         ids = [f"image_id={self.image_id}"] if self.image_id is not None else []
         ids += [f"annotation_id={self.annotation_id}"] if self.annotation_id is not None else []
-        return f"{self.kind} {' '.join(ids)}: {self.message}"
+        return f"{self.kind} {' '.join(ids)}: {_printable(self.message)}"
 
 
 @dataclass
@@ -76,10 +79,11 @@ def run_check_data(
     images: str | Path,
     schema_name_or_path: str | Path = "coco17",
     as_json: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     keypoints_field: str = "keypoints",
 ) -> int:
     """Check a data set and print the report; returns 0 when clean, 1 when problems were found."""
+    out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
     schema = load_schema(schema_name_or_path)
     report = check_dataset(labels, images, schema, keypoints_field=keypoints_field)
     if as_json:
@@ -100,7 +104,7 @@ def check_dataset(
 ) -> CheckReport:
     """Every problem in a COCO keypoint data set; DataError only if the JSON is unusable."""
     report = CheckReport(str(labels_path), str(images_root), schema.name)
-    if check_images and not Path(images_root).is_dir():
+    if check_images and not _is_dir(Path(images_root)):
         raise DataError(f"{images_root}: images folder not found; check --images")
     with gc_paused():
         data = read_coco_json(labels_path)
@@ -130,7 +134,7 @@ def _image_entries(entries: list[Any]) -> tuple[dict[int, dict[str, Any]], list[
             continue
         sizes = [entry.get("width"), entry.get("height")]
         if not all(type(v) is int and v > 0 for v in sizes):
-            message = f"width/height must be positive integers, got {sizes}"
+            message = f"width/height must be positive integers, got {reprlib.repr(sizes)}"
             problems.append(Problem("bad_image_entry", message, image_id))
         if not _has_file_name(entry):
             problems.append(Problem("bad_image_entry", "no string 'file_name'", image_id))
@@ -153,7 +157,11 @@ def _image_file_problem(entry: dict[str, Any], root: Path) -> Problem | None:
         path = resolve_image_path(root, entry["file_name"])
     except DataError as exc:
         return Problem("unsafe_file_name", str(exc), image_id)
-    if not path.is_file():
+    try:
+        found = path.exists()  # a folder, pipe or device is named by read_image's message
+    except OSError as exc:  # e.g. a file name too long for the file system
+        return Problem("missing_image", f"{path} cannot be looked up ({exc.strerror})", image_id)
+    if not found:
         return Problem("missing_image", f"{path} not found", image_id)
     try:
         height, width = read_image(path).shape[:2]
@@ -186,10 +194,11 @@ def _check_annotations(
         image_id = ann.get("image_id")
         image = images.get(image_id) if type(image_id) is int else None
         if image is None:
-            message = f"image_id {image_id!r} is not in 'images'"
+            message = f"image_id {reprlib.repr(image_id)} is not in 'images'"
             problems.append(Problem("unknown_image", message, None, ann_id))
         problems += _box_problems(ann, image_id)
-        if ann.get("category_id") not in selected:
+        category_id = ann.get("category_id")
+        if isinstance(category_id, (list, dict)) or category_id not in selected:
             continue
         if ann.get("iscrowd"):
             counts["crowd"] += 1
@@ -208,12 +217,14 @@ def _box_problems(ann: dict[str, Any], image_id: Any) -> list[Problem]:
     image_id = image_id if type(image_id) is int else None
     problems = []
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-        problems.append(Problem("bad_box", f"bbox {bbox!r} is not [x, y, w, h]", image_id, ann_id))
+        message = f"bbox {reprlib.repr(bbox)} is not [x, y, w, h]"
+        problems.append(Problem("bad_box", message, image_id, ann_id))
     elif bbox[2] <= 0 or bbox[3] <= 0:
         message = f"bbox {bbox} has zero or negative width/height"
         problems.append(Problem("bad_box", message, image_id, ann_id))
     if area is not None and (not _is_number(area) or area <= 0):
-        problems.append(Problem("bad_area", f"area {area!r} is not positive", image_id, ann_id))
+        message = f"area {reprlib.repr(area)} is not a positive number"
+        problems.append(Problem("bad_area", message, image_id, ann_id))
     return problems
 
 
@@ -231,7 +242,8 @@ def _keypoint_problems(
         )
         return [Problem("bad_keypoints_length", message, image_id, ann_id)]
     if not all(_is_number(v) for v in values):
-        return [Problem("bad_keypoints", f"non-numeric {field_name!r}", image_id, ann_id)]
+        message = f"non-numeric or out-of-range {field_name!r}"
+        return [Problem("bad_keypoints", message, image_id, ann_id)]
     xs, ys, vs = values[0::3], values[1::3], values[2::3]
     problems = []
     if any(v not in (0, 1, 2) for v in vs):
@@ -250,9 +262,22 @@ def _keypoint_problems(
     count_field = f"num_{field_name}"
     labelled = sum(1 for v in vs if v > 0)
     if count_field in ann and ann[count_field] != labelled:
-        message = f"{count_field} is {ann[count_field]!r} but {labelled} keypoints have v > 0"
+        given = reprlib.repr(ann[count_field])
+        message = f"{count_field} is {given} but {labelled} keypoints have v > 0"
         problems.append(Problem("num_keypoints_mismatch", message, image_id, ann_id))
     return problems
+
+
+def _printable(text: str) -> str:
+    """Control characters from file names escaped: one problem stays one line of the report."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. a name too long for the file system
+        return False
 
 
 def _has_file_name(entry: dict[str, Any]) -> bool:
@@ -260,4 +285,8 @@ def _has_file_name(entry: dict[str, Any]) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return type(value) in (int, float)
+    """An int or float that the loader's float32 arrays hold (finite, at most ~3.4e38)."""
+    return type(value) in (int, float) and abs(value) <= _FLOAT32_MAX
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)

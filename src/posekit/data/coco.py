@@ -13,7 +13,9 @@ loaded data set are read-only views of a few big arrays: copy before modifying.
 from __future__ import annotations
 
 import gc
+import math
 import os
+import reprlib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ import numpy as np
 import orjson
 from pycocotools import mask as mask_utils
 
+from posekit.data.images import MAX_IMAGE_PIXELS
 from posekit.errors import DataError
 from posekit.schema import KeypointSchema
 
@@ -111,6 +114,8 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise DataError(f"{path}: cannot read labels file ({reason})") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise DataError(f"{str(path)!r}: not a usable file name ({exc}); check --labels") from None
     with gc_paused():
         try:
             data = orjson.loads(raw)
@@ -133,6 +138,8 @@ def select_category_ids(
     categories = data.get("categories") or []
     if not isinstance(categories, list) or not all(isinstance(c, dict) for c in categories):
         raise DataError(f"{source}: 'categories' must be a list of objects")
+    if any(isinstance(c.get("id"), (list, dict)) for c in categories):
+        raise DataError(f"{source}: every category 'id' must be an integer")
     persons = frozenset(c.get("id") for c in categories if c.get("name") == "person")
     if persons:
         return persons
@@ -235,8 +242,18 @@ def _parse_images(entries: list[Any], source: str) -> _ImageTable:
 
 
 def _as_int(value: Any, what: str, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise DataError(f"{source}: {what} must be an integer, got {value!r}")
+    """An integer id: an int, or a whole float, within int64 (floats exact: |v| < 2^53)."""
+    limit = 2**53 if isinstance(value, float) else 2**63
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+        or abs(value) >= limit
+    ):
+        raise DataError(
+            f"{source}: {what} must be an integer (within int64), got {reprlib.repr(value)}"
+        )
     return int(value)
 
 
@@ -266,7 +283,8 @@ def _collect_annotations(
     for position, ann in enumerate(annotations):
         if type(ann) is not dict:
             raise DataError(f"{source}: annotations[{position}] is not an object")
-        if ann.get("category_id") not in selected:
+        category_id = ann.get("category_id")
+        if isinstance(category_id, (list, dict)) or category_id not in selected:
             continue
         image_id = ann.get("image_id")
         image_index = index_of.get(image_id) if type(image_id) is int else None
@@ -288,12 +306,14 @@ def _raise_bad_annotation(
 ) -> None:
     ann_id = ann.get("id")
     if type(ann_id) is not int:
-        raise DataError(f"{source}: annotations[{position}] has no integer 'id' (got {ann_id!r})")
+        raise DataError(
+            f"{source}: annotations[{position}] has no integer 'id' (got {reprlib.repr(ann_id)})"
+        )
     image_id = ann.get("image_id")
     if type(image_id) is not int or image_id not in index_of:
         raise DataError(
-            f"{source}: annotation {ann_id} refers to image_id {image_id!r}, which is not in "
-            "'images'; run posekit check-data to list such annotations"
+            f"{source}: annotation {ann_id} refers to image_id {reprlib.repr(image_id)}, which "
+            "is not in 'images'; run posekit check-data to list such annotations"
         )
     raise DataError(f"{source}: annotations[{position}] is malformed")
 
@@ -318,14 +338,16 @@ def _float_rows(values: list[Any], width: int, what: str, ids: list[Any], source
     try:
         if count and not (np.fromiter(map(len, values), np.int64, count) == width).all():
             raise ValueError("wrong length")
-        flat = np.fromiter(chain.from_iterable(values), np.float32, count * width)
+        with np.errstate(over="ignore"):  # numbers beyond float32 become inf: refused below
+            flat = np.fromiter(chain.from_iterable(values), np.float32, count * width)
         if np.isfinite(flat).all():
             return flat.reshape(count, width)
     except (TypeError, ValueError):
         pass
     for ann_id, value in zip(ids, values, strict=True):
         try:
-            ok = np.isfinite(np.array(value, dtype=np.float32).reshape(width)).all()
+            with np.errstate(over="ignore"):
+                ok = np.isfinite(np.array(value, dtype=np.float32).reshape(width)).all()
         except (TypeError, ValueError):
             ok = False
         if not ok:
@@ -337,9 +359,16 @@ def _areas(areas: list[Any], boxes: np.ndarray, ids: list[Any], source: str) -> 
     """'area' per annotation as float32; box w * h where the annotation has none."""
     for ann_id, area in zip(ids, areas, strict=True):
         if area is not None and type(area) not in (int, float):
-            raise DataError(f"{source}: annotation {ann_id}: 'area' must be a number, got {area!r}")
+            raise DataError(
+                f"{source}: annotation {ann_id}: 'area' must be a number, got {reprlib.repr(area)}"
+            )
     values = np.array([np.nan if a is None else a for a in areas], dtype=np.float64)
-    return np.where(np.isnan(values), boxes[:, 2] * boxes[:, 3], values).astype(np.float32)
+    with np.errstate(over="ignore"):
+        result = np.where(np.isnan(values), boxes[:, 2] * boxes[:, 3], values).astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(result))
+    if bad.size:
+        raise DataError(f"{source}: annotation {ids[bad[0]]}: 'area' (or bbox w * h) is not finite")
+    return result
 
 
 def _group_slices(sorted_image_index: np.ndarray, num_images: int) -> list[slice]:
@@ -425,22 +454,78 @@ def _build_records(
 
 
 def _segmentation_rle(segmentation: Any, height: int, width: int, image_id: int) -> Any:
-    """Polygons or RLE (compressed or not) as one compressed RLE; None if nothing usable."""
+    """Polygons or RLE (compressed or not) as one compressed RLE; None if nothing usable.
+
+    pycocotools trusts its input: RLE runs that do not add up to the size, or a string outside
+    its alphabet, make it read and write out of bounds, and it walks a polygon's whole outline
+    (a far-away point costs gigabytes). Both are checked first."""
     try:
         if isinstance(segmentation, list):
             # pycocotools reads a first polygon of 4 numbers as a box: keep real polygons only.
             polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
             if not polygons:
                 return None
+            _check_polygons(polygons, height, width)
             return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-        if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
-            rle_height, rle_width = segmentation["size"]
-            return mask_utils.frPyObjects(segmentation, int(rle_height), int(rle_width))
-        if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), (str, bytes)):
-            return segmentation
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        counts = segmentation.get("counts") if isinstance(segmentation, dict) else None
+        if isinstance(counts, (list, str, bytes)):
+            size = _rle_size(segmentation.get("size"))
+            runs = counts if isinstance(counts, list) else _rle_string_runs(counts)
+            if not all(type(r) is int and r >= 0 for r in runs) or sum(runs) != size[0] * size[1]:
+                raise ValueError("RLE 'counts' must be runs adding up to height x width")
+            if isinstance(counts, list):
+                return mask_utils.frPyObjects({"size": size, "counts": runs}, *size)
+            return {"size": size, "counts": counts}
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
         raise DataError(f"image {image_id}: unreadable segmentation ({exc})") from None
     raise DataError(f"image {image_id}: segmentation is neither polygons nor RLE")
+
+
+def _check_polygons(polygons: list[Any], height: int, width: int) -> None:
+    """pycocotools draws 5 points per pixel of outline: refuse points far outside the image and
+    outlines longer than 100 times its width + height."""
+    limit, outline = 4 * max(height, width, 1), 0.0
+    for polygon in polygons:
+        xy = np.asarray(polygon, dtype=np.float64)
+        if xy.ndim != 1 or not (np.abs(xy) <= limit).all():
+            raise ValueError(f"polygon points must be numbers within {limit} of the image")
+        xy = xy[: xy.size // 2 * 2].reshape(-1, 2)
+        outline += float(np.abs(xy - np.roll(xy, 1, axis=0)).max(axis=1).sum())
+    if outline > 100 * (height + width):
+        raise ValueError(f"polygon outlines of {outline:.0f} pixels in a {width}x{height} image")
+
+
+def _rle_size(size: Any) -> list[int]:
+    """An RLE's [height, width]: positive, and at most MAX_IMAGE_PIXELS."""
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise ValueError(f"RLE 'size' must be [height, width], got {reprlib.repr(size)}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in size):
+        raise ValueError(f"RLE 'size' must be two integers, got {reprlib.repr(size)}")
+    height, width = int(size[0]), int(size[1])
+    if height <= 0 or width <= 0 or height * width > MAX_IMAGE_PIXELS:
+        raise ValueError(f"RLE 'size' {[height, width]} is not a plausible image size")
+    return [height, width]
+
+
+def _rle_string_runs(counts: str | bytes) -> list[int]:
+    """The runs of COCO's compressed RLE string, decoded as pycocotools' rleFrString does."""
+    runs: list[int] = []
+    value = shift = 0
+    for code in counts.encode() if isinstance(counts, str) else counts:
+        c = code - 48
+        if not 0 <= c < 64 or shift > 30:
+            raise ValueError("RLE 'counts' is not a COCO RLE string")
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:  # more characters in this number
+            continue
+        if c & 0x10:  # negative: sign-extend
+            value -= 1 << shift
+        runs.append(value + runs[-2] if len(runs) > 2 else value)
+        value = shift = 0
+    if shift:
+        raise ValueError("RLE 'counts' string ends inside a number")
+    return runs
 
 
 def _fill_box(canvas: np.ndarray, box: np.ndarray) -> None:

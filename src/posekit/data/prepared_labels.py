@@ -239,9 +239,10 @@ def run_prepare(
     labels: str | Path,
     output_name: str | Path = "prepared_train_annotation.json",
     net_input_size: int = NET_INPUT_SIZE,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """``posekit prepare``: write the prepared labels JSON; returns the exit status (0)."""
+    out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
     records = prepare_train_labels(labels, net_input_size)
     target = prepared_output_path(output_name)
     if Path(output_name).suffix.lower() in _PICKLE_SUFFIXES:

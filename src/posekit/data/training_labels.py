@@ -44,7 +44,11 @@ def load_training_labels(
     keypoints_field: str = "keypoints",
 ) -> CocoKeypoints:
     path = Path(labels)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        found = False
+    if not found:
         raise DataError(f"labels file {path} not found; check the path")
     if not is_prepared_labels(path):
         return load_coco_keypoints(path, images_root, schema, category_ids, keypoints_field)
@@ -54,12 +58,15 @@ def load_training_labels(
 
 
 def _keypoints(rows: Any, schema: KeypointSchema, where: str) -> np.ndarray:
-    array = np.asarray(rows, dtype=np.float32).reshape(-1, 3)
+    with np.errstate(over="ignore"):  # numbers beyond float32 become inf: refused below
+        array = np.asarray(rows, dtype=np.float32).reshape(-1, 3)
     if array.shape[0] != schema.num_keypoints:
         raise DataError(
             f"{where}: {array.shape[0]} keypoints, schema {schema.name!r} has "
             f"{schema.num_keypoints}; pass the matching --schema"
         )
+    if not np.isfinite(array).all():
+        raise DataError(f"{where}: keypoints must be finite numbers")
     visibility = np.array([_COCO_VISIBILITY.get(int(v), 0.0) for v in array[:, 2]], np.float32)
     result = array.copy()
     result[:, 2] = visibility
@@ -74,8 +81,11 @@ def prepared_record_to_image(
     try:
         people = [record, *record.get("processed_other_annotations", [])]
         keypoints = np.stack([_keypoints(p["keypoints"], schema, where) for p in people])
-        boxes = np.asarray([p["bbox"] for p in people], dtype=np.float32).reshape(-1, 4)
-        areas = np.asarray([p["segment_area"] for p in people], dtype=np.float32)
+        with np.errstate(over="ignore"):  # numbers beyond float32 become inf: refused below
+            boxes = np.asarray([p["bbox"] for p in people], dtype=np.float32).reshape(-1, 4)
+            areas = np.asarray([p["segment_area"] for p in people], dtype=np.float32)
+        if not (np.isfinite(boxes).all() and np.isfinite(areas).all()):
+            raise ValueError("bbox and segment_area must be finite numbers")
         segmentations = tuple(record.get("segmentations") or ())
         return PersonImage(
             image_id=int(record["image_id"]),
@@ -89,7 +99,7 @@ def prepared_record_to_image(
             ignore_segmentations=segmentations,
             ignore_boxes=np.zeros((len(segmentations), 4), dtype=np.float32),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise DataError(
             f"{where}: not a prepared-labels record ({type(exc).__name__}: {exc})"
         ) from None

@@ -44,7 +44,7 @@ from posekit.engine.optim import (
 from posekit.engine.sampling import BatchList, epoch_batches, training_indices
 from posekit.engine.state import capture_rng_state, load_checkpoint, restore_rng_state
 from posekit.engine.state import save_checkpoint as write_checkpoint
-from posekit.errors import UserError
+from posekit.errors import CheckpointError, UserError
 
 Batch = dict[str, torch.Tensor]
 
@@ -216,6 +216,13 @@ class Trainer:
 
     def resume_from(self, path: Path) -> None:
         data = load_checkpoint(path)
+        needed = ("model", "optimizer", "scheduler", "train_state", "rng")
+        missing = [key for key in needed if key not in data]
+        if missing:
+            raise CheckpointError(
+                f"{path}: not a full training checkpoint (no {missing[0]!r}); to start a new "
+                f"run from its weights use training.load_from={path}"
+            )
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(file_path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it would import {found.group(1)}" if found else "it holds objects beyond tensors"
         raise CheckpointError(
-            f"{file_path}: refused, it holds objects a weights-only load does not allow "
-            f"({first[:120]}); only load checkpoints you trust with code you trust"
+            f"{file_path}: refused, {what}, which a weights-only load does not allow; it is "
+            "not a posekit checkpoint or it was tampered with"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
