@@ -146,3 +146,16 @@ def test_environment_variables_expand_with_defaults(monkeypatch: pytest.MonkeyPa
     assert load_config(None, words).data.train.labels == "/samples/coco/a.json"
     with pytest.raises(ConfigError, match="POSEKIT_NOT_SET_ANYWHERE"):
         load_config(None, ["data.train.labels=${POSEKIT_NOT_SET_ANYWHERE}/x"])
+
+
+def test_partial_stage2_augmentation_keeps_the_stage2_defaults() -> None:
+    cfg = load_config(
+        None, ["data.augment_stage2.flip_prob=0.2", "topdown.augment_stage2.rotate_max=5"]
+    )
+    assert cfg.data.augment_stage2.flip_prob == 0.2
+    assert cfg.data.augment_stage2.max_rotate == 10.0  # stage 2's default, not stage 1's 40
+    assert (
+        cfg.topdown.augment_stage2.scale_min == 0.9 and cfg.topdown.augment_stage2.rotate_max == 5
+    )
+    with pytest.raises(ConfigError, match="max_rotat"):
+        load_config(None, ["data.augment_stage2.max_rotat=3"])

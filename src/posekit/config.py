@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from posekit.atomic import atomic_write_text
 from posekit.errors import ConfigError, did_you_mean
 from posekit.schema import YAML_ERRORS
+
+
+def _over_default(model: type[BaseModel], name: str, value: Any) -> Any:
+    """A partial mapping for a nested section, laid over that field's default values."""
+    if not isinstance(value, dict):
+        return value
+    default = model.model_fields[name].default
+    return {**default.model_dump(), **value} if isinstance(default, BaseModel) else value
 
 
 class StrictModel(BaseModel):
@@ -96,6 +104,12 @@ class DataConfig(StrictModel):
     num_workers: int = Field(2, ge=0)
     # an unreadable training image mid-epoch: stop naming the file, or skip it and count
     bad_images: Literal["stop", "skip"] = "stop"
+
+    @field_validator("augment_stage2", mode="before")
+    @classmethod
+    def _stage2_over_its_defaults(cls, value: Any) -> Any:
+        """Keys given for stage 2 change the stage-2 defaults, not stage 1's."""
+        return _over_default(cls, "augment_stage2", value)
 
 
 class ModelConfig(StrictModel):
@@ -185,6 +199,12 @@ class TopDownConfig(StrictModel):
         half_body_prob=0.0, shift_prob=0.0, scale_min=0.9, scale_max=1.1, rotate_prob=0.0
     )
     flip_test: bool = True
+
+    @field_validator("augment_stage2", mode="before")
+    @classmethod
+    def _stage2_over_its_defaults(cls, value: Any) -> Any:
+        return _over_default(cls, "augment_stage2", value)
+
     box_score_threshold: float = Field(0.0, ge=0)  # detections below are dropped
     keypoint_score_threshold: float = Field(0.2, ge=0)  # rescoring uses keypoints above it
     oks_nms_threshold: float = Field(0.9, gt=0)  # 1 or more turns OKS-NMS off
