@@ -87,7 +87,8 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path: Path)
 
 @pytest.mark.slow
 def test_torchrun_posekit_train_writes_once_and_resumes(tmp_path: Path) -> None:
-    """The real command line in float32: 2 ranks, one writer, and --resume continues."""
+    """The real command line in float32: 2 ranks, one writer, and --resume continues to the
+    same weights as a run that was not stopped."""
     config = _config(tmp_path)
     command = [
         sys.executable,
@@ -113,5 +114,14 @@ def test_torchrun_posekit_train_writes_once_and_resumes(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     state = torch.load(tmp_path / "two" / "checkpoints" / "last.pth", weights_only=True)
     assert state["train_state"]["epoch"] == 2 and state["train_state"]["iteration"] == 6
+    straight_command = [*command[:-3], f"work_dir={tmp_path / 'straight'}", *command[-2:]]
+    straight = subprocess.run(straight_command, env=ENV, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    uninterrupted = torch.load(
+        tmp_path / "straight" / "checkpoints" / "last.pth", weights_only=True
+    )["model"]
+    for key, value in uninterrupted.items():  # exact resume holds with two ranks
+        assert torch.equal(value, state["model"][key]), key
     rows = (tmp_path / "two" / "results.csv").read_text().splitlines()
     assert len(rows) == 3  # one writer: the header and two epochs, not twice as many
