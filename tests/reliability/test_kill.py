@@ -19,6 +19,7 @@ import yaml
 from posekit.data.synthetic import generate_synthetic
 
 KILLS = int(os.environ.get("POSEKIT_SOAK_KILLS", "20"))
+EPOCHS = max(12, 12 * KILLS // 20)  # 6 steps an epoch: room for every kill to land mid-run
 POSEKIT = [sys.executable, "-m", "posekit"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -29,7 +30,7 @@ def write_config(data: Path, folder: Path) -> Path:
             "num_refinement_stages": 1, "num_channels": 8, "width_mult": 0.25, "head_width": 8}},
         "data": {"train": {"labels": str(data / "train.json"), "images": str(data / "train")},
                  "input_size": 64, "num_workers": 0},
-        "training": {"batch_size": 2, "max_epochs": 12, "checkpoint_after": 1, "keep_last": 2,
+        "training": {"batch_size": 2, "max_epochs": EPOCHS, "checkpoint_after": 1, "keep_last": 2,
                      "eval_interval": 0, "val_after": 0, "log_after": 5,
                      "optimizer": {"lr": 1e-3}, "ema": {"enabled": True, "warmup": 5}},
     }  # fmt: skip
@@ -73,10 +74,11 @@ def kill_at_a_random_moment(process: subprocess.Popen, folder: Path, during_writ
     first = latest_iteration(folder)
 
     def writing() -> bool:
-        return any(p not in old_temporaries for p in folder.glob(".*.tmp"))
+        ended = process.poll() is not None
+        return ended or any(p not in old_temporaries for p in folder.glob(".*.tmp"))
 
     def progressed() -> bool:
-        return latest_iteration(folder) > first
+        return process.poll() is not None or latest_iteration(folder) > first
 
     if during_write and wait_for(writing, 120):
         hit = "during a checkpoint write"
