@@ -16,6 +16,7 @@ from torch.utils.data import get_worker_info
 
 from posekit.config import PosekitConfig
 from posekit.engine.control import TrainingStopped
+from posekit.engine.faults import is_worker_death
 from posekit.engine.state import load_checkpoint, save_checkpoint
 from posekit.errors import CheckpointError, DataError
 
@@ -76,6 +77,16 @@ class _DiesInWorker(torch.utils.data.Dataset):
         if key.index == self.fatal_index and get_worker_info() is not None:
             os.kill(os.getpid(), signal.SIGKILL)
         return self.dataset[key]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["DataLoader worker (pid(s) 17) exited unexpectedly",
+     "DataLoader worker (pid 17) is killed by signal: Killed."],
+)  # fmt: skip
+def test_both_worker_death_messages_are_recognised(message: str) -> None:
+    assert is_worker_death(RuntimeError(message))
+    assert not is_worker_death(RuntimeError("CUDA out of memory"))
 
 
 def test_a_dead_worker_stops_with_the_progress_saved(make_config: Build) -> None:

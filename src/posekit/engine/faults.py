@@ -60,4 +60,9 @@ def worker_error_line(exc: UserError) -> str:
 
 
 def is_worker_death(exc: RuntimeError) -> bool:
-    return "DataLoader worker" in str(exc) and "exited unexpectedly" in str(exc)
+    """PyTorch says "exited unexpectedly" or "is killed by signal", depending on which of its
+    checks notices first."""
+    text = str(exc)
+    return "DataLoader worker" in text and (
+        "exited unexpectedly" in text or "killed by signal" in text
+    )
