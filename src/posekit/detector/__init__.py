@@ -1,0 +1,1 @@
+"""The person detector family (DETR-style): box operations and matching so far."""
