@@ -42,13 +42,16 @@ def match_cost(
     return costs.class_weight * class_cost + costs.l1_weight * l1_cost - costs.giou_weight * giou
 
 
+DEFAULT_COSTS = MatchCosts()
+
+
 @torch.no_grad()
 def hungarian_match(
     logits: torch.Tensor,  # (Q, C)
     boxes: torch.Tensor,  # (Q, 4)
     target_labels: torch.Tensor,  # (T,)
     target_boxes: torch.Tensor,  # (T, 4)
-    costs: MatchCosts = MatchCosts(),
+    costs: MatchCosts = DEFAULT_COSTS,
 ) -> tuple[np.ndarray, np.ndarray]:  # query indices (T,), target indices (T,)
     """The one-to-one assignment of minimum total cost (each target gets one query)."""
     if len(target_labels) == 0:
