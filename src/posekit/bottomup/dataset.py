@@ -112,7 +112,3 @@ def make_sample(
         "pafs": torch.from_numpy(pafs),
         "weights": torch.from_numpy(weights)[None],
     }
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}

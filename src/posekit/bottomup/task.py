@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from posekit.bottomup.dataset import BottomUpDataset, TargetSpec, augment_params, collate
+from posekit.bottomup.dataset import BottomUpDataset, TargetSpec, augment_params
 from posekit.bottomup.inference import People, predict_people
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
@@ -17,6 +17,7 @@ from posekit.data.images import read_image
 from posekit.data.sources import ground_truth, load_split
 from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import lw_openpose_param_groups, plain_param_groups
+from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
 from posekit.evaluation import box_norm, evaluate_keypoints, keypoint_results, pck, save_results
 from posekit.layouts import KeypointLayout, default_layout
@@ -76,7 +77,7 @@ class BottomUpTask:
         return BottomUpDataset(self.train_data, self.layout, spec, augment)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return collate(samples)
+        return stack_samples(samples)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         images = batch["image"]

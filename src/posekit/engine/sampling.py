@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,8 @@ class BatchList:
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+def stack_samples(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """A batch from samples of equal keys and shapes (every family's ``collate``)."""
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}

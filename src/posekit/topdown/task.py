@@ -18,6 +18,7 @@ from posekit.data.sources import CombinedKeypoints, ground_truth, load_split, lo
 from posekit.decode.topdown import oks_nms, rescore
 from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import plain_param_groups
+from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
 from posekit.evaluation import (
     box_norm,
@@ -97,7 +98,7 @@ class TopDownTask:
         return TopDownDataset(self.train_data, self.schema, self.spec, augment)
 
     def collate(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+        return stack_samples(samples)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         images = batch["image"]
