@@ -66,3 +66,12 @@ def is_worker_death(exc: RuntimeError) -> bool:
     return "DataLoader worker" in text and (
         "exited unexpectedly" in text or "killed by signal" in text
     )
+
+
+def worker_death_message(exc: RuntimeError, saved: str) -> str:
+    first = str(exc).strip().splitlines()[0]
+    return (
+        f"a data loader worker died ({first}); the progress so far is in {saved}: continue "
+        "with --resume (data.num_workers=0 runs the data loading in this process and shows "
+        "the cause)"
+    )

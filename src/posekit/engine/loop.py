@@ -33,7 +33,12 @@ from posekit.engine.dist import (
     mean_across_ranks,
 )
 from posekit.engine.ema import ModelEMA
-from posekit.engine.faults import GuardedSamples, is_worker_death, worker_error_line
+from posekit.engine.faults import (
+    GuardedSamples,
+    is_worker_death,
+    worker_death_message,
+    worker_error_line,
+)
 from posekit.engine.optim import (
     apply_custom_keys,
     build_optimizer,
@@ -314,19 +319,27 @@ class Trainer:
             mininterval=1.0,
             disable=not self.dist.is_main,
         )
-        for batch in self.batches(bar):
-            self.state.skipped_samples += int(batch.pop("skipped").sum())
-            terms = mean_across_ranks(self.train_step(move_batch(batch, self.device)))
-            count += 1
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value
-            images_per_s = count * training.batch_size / (time.perf_counter() - started)
-            bar.set_postfix(
-                loss=f"{terms['loss']:.4g}", lr=f"{self.lr():.2e}", img_s=f"{images_per_s:.1f}"
-            )
-            self.after_step(board, terms)
-            if self.stop.requested or self.iterations_done():
-                break
+        try:
+            for batch in self.batches(bar):
+                self.state.skipped_samples += int(batch.pop("skipped").sum())
+                terms = mean_across_ranks(self.train_step(move_batch(batch, self.device)))
+                count += 1
+                for key, value in terms.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                images_per_s = count * training.batch_size / (time.perf_counter() - started)
+                bar.set_postfix(
+                    loss=f"{terms['loss']:.4g}", lr=f"{self.lr():.2e}", img_s=f"{images_per_s:.1f}"
+                )
+                self.after_step(board, terms)
+                if self.stop.requested or self.iterations_done():
+                    break
+        except RuntimeError as exc:
+            if not is_worker_death(exc):
+                raise
+            # PyTorch's SIGCHLD handler can notice the death in the middle of a step: that
+            # step is not saved, the checkpoints written before it are intact
+            where = f"the latest checkpoint in {self.checkpoints}"
+            raise TrainingStopped(worker_death_message(exc, where)) from None
         bar.close()
         means = {
             ("loss" if k == "loss" else f"loss_{k}"): v / max(1, count) for k, v in sums.items()
@@ -358,12 +371,8 @@ class Trainer:
             if not is_worker_death(exc):
                 raise
             self.save(files.LAST)
-            first = str(exc).strip().splitlines()[0]
-            raise TrainingStopped(
-                f"a data loader worker died ({first}); the progress so far is in "
-                f"{self.checkpoints / files.LAST}: continue with --resume (data.num_workers=0 "
-                "runs the data loading in this process and shows the cause)"
-            ) from None
+            where = str(self.checkpoints / files.LAST)
+            raise TrainingStopped(worker_death_message(exc, where)) from None
 
     def autocast(self) -> torch.autocast:
         """bf16 on CPU, fp16 on CUDA (with the GradScaler), off unless ``training.amp``."""
