@@ -211,6 +211,52 @@ class TopDownConfig(StrictModel):
     eval_batch_size: int = Field(32, ge=1)
 
 
+class DetectorAugmentConfig(StrictModel):
+    """Detector augmentation (probabilities per sample). Stage 1's defaults are the strong
+    DEIM/RT-DETR set; stage 2 (after ``training.stop_epoch``) keeps only flip."""
+
+    mosaic_prob: float = Field(0.5, ge=0, le=1)
+    mixup_prob: float = Field(0.2, ge=0, le=1)
+    copy_paste_prob: float = Field(0.2, ge=0, le=1)
+    photometric_prob: float = Field(0.5, ge=0, le=1)
+    zoom_out_prob: float = Field(0.3, ge=0, le=1)
+    zoom_out_max: float = Field(2.5, ge=1)
+    iou_crop_prob: float = Field(0.5, ge=0, le=1)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+
+
+class DetectorLossConfig(StrictModel):
+    classification: Literal["varifocal", "focal"] = "varifocal"
+    class_weight: float = Field(1.0, ge=0)
+    l1_weight: float = Field(5.0, ge=0)
+    giou_weight: float = Field(2.0, ge=0)
+    # the Hungarian matcher's costs (DETR / RT-DETR)
+    match_class: float = Field(2.0, ge=0)
+    match_l1: float = Field(5.0, ge=0)
+    match_giou: float = Field(2.0, ge=0)
+
+
+class DetectorConfig(StrictModel):
+    """Detector family (RT-DETR-style): classes from ``data.category_ids`` (default: person)."""
+
+    augment: DetectorAugmentConfig = DetectorAugmentConfig()
+    augment_stage2: DetectorAugmentConfig = DetectorAugmentConfig(
+        mosaic_prob=0.0, mixup_prob=0.0, copy_paste_prob=0.0, photometric_prob=0.0,
+        zoom_out_prob=0.0, iou_crop_prob=0.0,
+    )  # fmt: skip
+    loss: DetectorLossConfig = DetectorLossConfig()
+    # the classes' names, in data.category_ids order (training fills both from the data)
+    category_names: list[str] | None = None
+    score_threshold: float = Field(0.0, ge=0, le=1)  # detections below are not written
+    max_detections: int = Field(100, ge=1)  # per image
+    eval_batch_size: int = Field(16, ge=1)
+
+    @field_validator("augment_stage2", mode="before")
+    @classmethod
+    def _stage2_over_its_defaults(cls, value: Any) -> Any:
+        return _over_default(cls, "augment_stage2", value)
+
+
 class EmaConfig(StrictModel):
     """EMA of weights and buffers; validation, ``best`` and exports use the average."""
 
@@ -270,6 +316,7 @@ class PosekitConfig(StrictModel):
     loss: LossConfig = LossConfig()
     inference: InferenceConfig = InferenceConfig()
     topdown: TopDownConfig = TopDownConfig()
+    detector: DetectorConfig = DetectorConfig()
     training: TrainingConfig = TrainingConfig()
 
     def resolved_work_dir(self) -> Path:

@@ -40,6 +40,25 @@ def draw_people(
     return canvas
 
 
+def draw_boxes(
+    image: np.ndarray,  # (H, W, 3) uint8 BGR
+    boxes: np.ndarray,  # (N, 4) x, y, w, h in pixels
+    labels: list[str] | None = None,  # drawn above each box
+) -> np.ndarray:
+    """A copy of ``image`` with each box drawn in its own colour (the same colours as
+    :func:`draw_people`, so a person and its box match)."""
+    canvas = image.copy()
+    thickness = max(1, round(min(image.shape[:2]) / 250))
+    for index, (x, y, width, height) in enumerate(np.asarray(boxes, dtype=np.float64)):
+        colour = person_colour(index)
+        top_left = (round(x), round(y))
+        cv2.rectangle(canvas, top_left, (round(x + width), round(y + height)), colour, thickness)
+        if labels is not None and index < len(labels):
+            origin = (round(x) + 2, max(10, round(y) - 3))
+            cv2.putText(canvas, labels[index], origin, cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1)
+    return canvas
+
+
 def write_jpeg(path: Path, image: np.ndarray) -> None:
     """Encode ``image`` (BGR) as JPEG and write it atomically."""
     ok, encoded = cv2.imencode(".jpg", image)

@@ -75,13 +75,17 @@ def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
     from posekit.inference_model import load_model
 
     loaded = load_model(checkpoint)
-    return write_onnx(loaded.model, out, loaded.cfg.inference.input_height, opset)
+    detector = loaded.task.family == "detector"
+    size = loaded.cfg.data.input_size if detector else loaded.cfg.inference.input_height
+    return write_onnx(loaded.model, out, size, opset)
 
 
 def write_onnx(network: torch.nn.Module, out: Path, input_height: int, opset: int = 17) -> Path:
     """Bottom-up: outputs ``heatmaps`` and ``pafs`` (last stage), dynamic height and width.
     Top-down: ``heatmaps`` (or ``simcc_x``, ``simcc_y``) for crops of the model's
-    ``input_size``, dynamic batch. Written to a temporary file, then renamed."""
+    ``input_size``, dynamic batch. Detector: ``logits`` (B, Q, C) and ``boxes`` (B, Q, 4,
+    normalised cxcywh) of the last decoder layer for square ``input_height`` images, dynamic
+    batch. Written to a temporary file, then renamed."""
     network = copy.deepcopy(network).cpu().to(memory_format=torch.contiguous_format).eval()
     model, example, outputs, axes = _onnx_graph(network, input_height)
     try:
@@ -93,6 +97,7 @@ def write_onnx(network: torch.nn.Module, out: Path, input_height: int, opset: in
         # the TorchScript exporter on purpose (the dynamo one needs onnxscript): its
         # deprecation notices are expected
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes fixed on purpose
         torch.onnx.export(
             model, (example,), str(tmp), input_names=["image"], output_names=outputs,
             dynamic_axes=axes, opset_version=opset, dynamo=False,
@@ -104,7 +109,11 @@ def write_onnx(network: torch.nn.Module, out: Path, input_height: int, opset: in
 def _onnx_graph(
     network: torch.nn.Module, input_height: int
 ) -> tuple[torch.nn.Module, torch.Tensor, list[str], dict[str, dict[int, str]]]:
-    """(module to trace, example input, output names, dynamic axes) of either family."""
+    """(module to trace, example input, output names, dynamic axes) of each family."""
+    if getattr(network, "family", None) == "detector":
+        example = torch.zeros(1, 3, input_height, input_height)
+        names = ["logits", "boxes"]
+        return _LastLayer(network), example, names, {n: {0: "batch"} for n in ["image", *names]}
     head_kind = getattr(network, "head_kind", None)
     if head_kind is None:
         spatial = {0: "batch", 2: "map_height", 3: "map_width"}
@@ -126,6 +135,16 @@ class _LastStage(torch.nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(image)
         return outputs.heatmaps[-1], outputs.pafs[-1]
+
+
+class _LastLayer(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = self.model(image)
+        return outputs.logits, outputs.boxes
 
 
 class _TopDownOutputs(torch.nn.Module):

@@ -6,14 +6,16 @@ import torch
 
 from posekit.bottomup.task import BOTTOMUP_MODELS, BottomUpTask
 from posekit.config import PosekitConfig
+from posekit.detector.task import DETECTOR_MODELS, DetectorTask
 from posekit.errors import ConfigError, did_you_mean
 from posekit.topdown.task import TOPDOWN_MODELS, TopDownTask
 
-Task = BottomUpTask | TopDownTask
+Task = BottomUpTask | TopDownTask | DetectorTask
 
-FAMILIES: dict[str, type[BottomUpTask] | type[TopDownTask]] = {
+FAMILIES: dict[str, type[BottomUpTask] | type[TopDownTask] | type[DetectorTask]] = {
     **dict.fromkeys(BOTTOMUP_MODELS, BottomUpTask),
     **dict.fromkeys(TOPDOWN_MODELS, TopDownTask),
+    **dict.fromkeys(DETECTOR_MODELS, DetectorTask),
 }
 
 

@@ -124,7 +124,8 @@ def train(
     if start_weights is not None:
         load_initial_weights(task.model, start_weights, cfg.training.from_mobilenet, say)
     work_dir = cfg.resolved_work_dir()
-    trainer = Trainer(cfg, task, work_dir, device, say, on_epoch=on_epoch)
+    # the task may resolve settings from the data (a detector's classes): save those
+    trainer = Trainer(task.cfg, task, work_dir, device, say, on_epoch=on_epoch)
     if continue_from is not None:
         trainer.resume_from(continue_from)
     say(f"training {cfg.model.name} on {device}; run folder {work_dir}")

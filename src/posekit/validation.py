@@ -29,7 +29,10 @@ def run_val(
     out = out if out is not None else sys.stdout  # looked up now: stdout may be replaced
     base = load_config(config) if config else None
     loaded = load_model(weights, settings, overrides, base_config=base)
-    data = load_split(loaded.cfg, "val", loaded.task.schema)
+    if loaded.task.family == "detector":
+        data = loaded.task.validation_data(loaded.cfg)
+    else:
+        data = load_split(loaded.cfg, "val", loaded.task.schema)
     if data is None:
         raise ConfigError(
             "no validation data: give --val-labels and --val-images-folder "

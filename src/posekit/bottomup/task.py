@@ -50,6 +50,8 @@ def build_bottomup_model(cfg: PosekitConfig, layout: KeypointLayout) -> nn.Modul
 class BottomUpTask:
     """Model, data, loss and evaluation of a bottom-up run (see :class:`TrainingTask`)."""
 
+    family = "bottomup"
+
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
@@ -103,7 +105,7 @@ class BottomUpTask:
         return self.val_data is not None
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {"schema": self.schema.to_dict(), "family": "bottomup"}
+        return {"schema": self.schema.to_dict(), "family": self.family}
 
     def predict(self, model: nn.Module, image: np.ndarray) -> People:
         return predict_people(

@@ -46,11 +46,12 @@ def lw_openpose_param_groups(model: nn.Module, base_lr: float, weight_decay: flo
 
 
 def plain_param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
-    """One learning rate; no weight decay on biases, BatchNorm and depthwise weights."""
+    """One learning rate; no weight decay on biases, norms and depthwise weights."""
     decayed, plain = [], []
     params = dict(model.named_parameters())
     for name, child, param_name in _named_leaf_params(model, ""):
-        no_decay = param_name == "bias" or isinstance(child, nn.modules.batchnorm._BatchNorm)
+        norms = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
+        no_decay = param_name == "bias" or isinstance(child, norms)
         if isinstance(child, nn.Conv2d) and child.groups > 1:
             no_decay = True
         (plain if no_decay else decayed).append(params[name])
