@@ -90,7 +90,10 @@ def _cmd_val(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from posekit.prediction import run_predict
 
-    run_predict(args.source, args.weights, args.out, [*args.overrides, *args.cfg_options])
+    run_predict(
+        args.source, args.weights, args.out, [*args.overrides, *args.cfg_options],
+        detector=args.detector, pose=args.pose, box_threshold=args.box_threshold,
+    )  # fmt: skip
     return 0
 
 
@@ -185,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="find and draw people in images or a video")
     predict.add_argument("source", help="an image, a folder of images or a video")
-    predict.add_argument("--weights", required=True, help="checkpoint (.pth) or export")
+    predict.add_argument("--weights", help="checkpoint (.pth) or export (any family)")
+    predict.add_argument("--detector", help="a person detector: its boxes go to --pose")
+    predict.add_argument("--pose", help="the top-down pose model run in each detected box")
+    predict.add_argument(
+        "--box-threshold", type=float, default=0.3, help="detector score a box needs (0.3)"
+    )
     predict.add_argument("--out", default="predictions", help="output folder")
     predict.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
     predict.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import cv2
 import numpy as np
 import orjson
+import torch
 
 from posekit.atomic import atomic_write_bytes
 from posekit.bottomup.inference import people_to_json
 from posekit.data.images import read_image
-from posekit.drawing import write_jpeg
-from posekit.errors import DataError
+from posekit.drawing import draw_boxes, draw_people, write_jpeg
+from posekit.errors import ConfigError, DataError
 from posekit.inference_model import LoadedModel, load_model
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -67,46 +69,124 @@ def video_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
         capture.release()
 
 
-def _predict_one(loaded: LoadedModel, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-    drawn, people = loaded.task.predict_drawn(loaded.model, image)
+@dataclass
+class DetectThenPose:
+    """Two-step prediction: the detector's person boxes (score ≥ ``box_threshold``), then the
+    top-down pose model in each box (rescored, OKS-NMS); boxes and people drawn alike."""
+
+    detector: LoadedModel
+    pose: LoadedModel
+    box_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.detector.task.family != "detector":
+            raise ConfigError("--detector: these weights are not a detector; give a detector's")
+        if self.pose.task.family != "topdown":
+            raise ConfigError(
+                "--pose: a top-down pose model is needed after a detector (bottom-up models "
+                "find people themselves; run them with --weights alone)"
+            )
+
+    def predict_drawn(self, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        with torch.no_grad():
+            boxes = self.detector.task.person_boxes(self.detector.model, image, self.box_threshold)
+            people = self.pose.task.predict_people(self.pose.model, image, boxes)
+        drawn = draw_people(image, people.keypoints, self.pose.task.schema)
+        if people.boxes is not None:
+            labels = [f"{score:.2f}" for score in people.scores]
+            drawn = draw_boxes(drawn, people.boxes, labels)
+        return drawn, people_to_json(people)
+
+
+@dataclass
+class DetectorOnly:
+    """A detector alone: its boxes scoring at least ``box_threshold``, drawn and listed."""
+
+    detector: LoadedModel
+    box_threshold: float = 0.3
+
+    def predict_drawn(self, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        task, model = self.detector.task, self.detector.model
+        return task.predict_drawn(model, image, self.box_threshold)
+
+
+Predictor = LoadedModel | DetectThenPose | DetectorOnly
+
+
+def _predict_one(predictor: Predictor, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    if isinstance(predictor, (DetectThenPose, DetectorOnly)):
+        return predictor.predict_drawn(image)
+    drawn, people = predictor.task.predict_drawn(predictor.model, image)
     return drawn, people_to_json(people)
+
+
+def build_predictor(
+    weights: str | None,
+    detector: str | None,
+    pose: str | None,
+    overrides: list[str] | None,
+    box_threshold: float = 0.3,
+) -> Predictor:
+    """``--weights W`` alone (any family), or ``--detector D --pose P`` (W may stand for P)."""
+    if pose is not None and weights is not None:
+        raise ConfigError("give the pose model once: --pose or --weights, not both")
+    pose = pose or weights
+    if detector is None and pose is None:
+        raise ConfigError("give --weights (or --detector D --pose P)")
+    if detector is None or pose is None:
+        loaded = load_model(detector or pose, overrides=overrides)  # type: ignore[arg-type]
+        if loaded.task.family == "detector":
+            return DetectorOnly(loaded, box_threshold)
+        if detector is not None:
+            raise ConfigError("--detector: these weights are not a detector; give a detector's")
+        return loaded
+    return DetectThenPose(
+        load_model(detector, overrides=overrides), load_model(pose, overrides=overrides),
+        box_threshold,
+    )  # fmt: skip
 
 
 def run_predict(
     source: str,
-    weights: str,
+    weights: str | None,
     out_dir: str = "predictions",
     overrides: list[str] | None = None,
     out: TextIO | None = None,
+    detector: str | None = None,
+    pose: str | None = None,
+    box_threshold: float = 0.3,
 ) -> dict[str, Any]:
-    """Write drawn images (or a drawn video) and ``people.json`` into ``out_dir``."""
+    """Write drawn images (or a drawn video) and ``people.json`` (``detections.json`` for a
+    detector alone) into ``out_dir``."""
     out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
-    loaded = load_model(weights, overrides=overrides)
+    predictor = build_predictor(weights, detector, pose, overrides, box_threshold)
+    boxes_only = isinstance(predictor, DetectorOnly)
+    what, listing = ("detections", "detections.json") if boxes_only else ("people", "people.json")
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     found: dict[str, Any] = {}
     source_path = Path(source)
     if source_path.suffix.lower() in VIDEO_SUFFIXES:
-        found[source_path.name] = _predict_video(loaded, source_path, target)
+        found[source_path.name] = _predict_video(predictor, source_path, target)
     else:
         sources = list_sources(source_path)
         for path, drawing in zip(sources, drawing_paths(sources, target), strict=True):
-            drawn, people = _predict_one(loaded, read_image(path))
+            drawn, entries = _predict_one(predictor, read_image(path))
             write_jpeg(drawing, drawn)
-            found[path.name] = people
-            print(f"{path.name}: {len(people)} people", file=out)
-    atomic_write_bytes(target / "people.json", orjson.dumps(found, option=orjson.OPT_INDENT_2))
-    print(f"wrote {target / 'people.json'}", file=out)
+            found[path.name] = entries
+            print(f"{path.name}: {len(entries)} {what}", file=out)
+    atomic_write_bytes(target / listing, orjson.dumps(found, option=orjson.OPT_INDENT_2))
+    print(f"wrote {target / listing}", file=out)
     return found
 
 
-def _predict_video(loaded: LoadedModel, path: Path, target: Path) -> list[list[dict]]:
+def _predict_video(predictor: Predictor, path: Path, target: Path) -> list[list[dict]]:
     frames_people: list[list[dict]] = []
     writer = None
     output = target / f"{path.stem}_pose.mp4"
     try:
         for frame, fps in video_frames(path):
-            drawn, people = _predict_one(loaded, frame)
+            drawn, people = _predict_one(predictor, frame)
             if writer is None:
                 height, width = drawn.shape[:2]
                 fourcc = cv2.VideoWriter.fourcc(*"mp4v")

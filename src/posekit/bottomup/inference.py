@@ -25,6 +25,7 @@ class People:
 
     keypoints: np.ndarray  # (P, K, 3) x, y, score; score 0 where missing
     scores: np.ndarray  # (P,)
+    boxes: np.ndarray | None = None  # (P, 4) x, y, w, h: the person boxes (top-down only)
 
 
 def input_size_for(image_hw: tuple[int, int], height: int, stride: int) -> tuple[int, int]:
@@ -153,7 +154,11 @@ def predict_people(
 
 
 def people_to_json(people: People) -> list[dict[str, Any]]:
-    return [
+    found = [
         {"keypoints": kp.round(2).tolist(), "score": round(float(s), 4)}
         for kp, s in zip(people.keypoints, people.scores, strict=True)
     ]
+    if people.boxes is not None:
+        for entry, box in zip(found, people.boxes, strict=True):
+            entry["bbox"] = np.asarray(box, dtype=np.float64).round(2).tolist()
+    return found

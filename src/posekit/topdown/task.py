@@ -75,6 +75,8 @@ def topdown_spec(cfg: PosekitConfig, model: nn.Module) -> TopDownSpec:
 class TopDownTask:
     """Model, data, loss and evaluation of a top-down run (see :class:`TrainingTask`)."""
 
+    family = "topdown"
+
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
@@ -113,14 +115,15 @@ class TopDownTask:
         return self.val_data is not None
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {"schema": self.schema.to_dict(), "family": "topdown"}
+        return {"schema": self.schema.to_dict(), "family": self.family}
 
     def predict_people(self, model: nn.Module, image: np.ndarray, boxes: Boxes) -> People:
         """Keypoints in each box, rescored, after OKS-NMS."""
         box_array, box_scores = boxes
         if len(box_array) == 0:
             count = self.schema.num_keypoints
-            return People(np.zeros((0, count, 3), np.float32), np.zeros(0, np.float32))
+            empty = np.zeros(0, np.float32)
+            return People(np.zeros((0, count, 3), np.float32), empty, np.zeros((0, 4), np.float32))
         keypoints = predict_boxes(
             model, image, box_array, self.spec, self.cfg.topdown, self.flip_index, self.device
         )
@@ -132,7 +135,7 @@ class TopDownTask:
             keep = oks_nms(
                 keypoints, scores, areas, self.schema.sigmas_array(), settings.oks_nms_threshold
             )
-        return People(keypoints[keep], scores[keep].astype(np.float32))
+        return People(keypoints[keep], scores[keep].astype(np.float32), box_array[keep])
 
     def predict(self, model: nn.Module, image: np.ndarray) -> People:
         """The whole image as one person box (``posekit predict`` without a detector)."""
