@@ -18,6 +18,7 @@ from torch import nn
 from posekit.cli import main
 from posekit.config import PosekitConfig, load_config
 from posekit.data.coco_boxes import CocoBoxes
+from posekit.data.detections import load_detections
 from posekit.detector.model import DetectorOutputs
 from posekit.detector.task import DetectorTask, select_detections
 from posekit.engine.checkpoints import latest_checkpoint
@@ -135,9 +136,16 @@ def test_val_and_predict_from_the_command_line(
     cfg = detector_config("training.max_epochs=1")
     train(cfg, say=lambda _: None)
     weights = cfg.resolved_work_dir() / "checkpoints" / "last.pth"
-    assert main(["val", "--weights", str(weights), "--json"]) == 0
+    detections = tmp_path / "detections.json"
+    command = ["val", "--weights", str(weights), "--json", "--val-output-name", str(detections)]
+    assert main(command) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+    # the detections JSON is what top-down evaluation takes as its person boxes
+    boxes_of = load_detections(detections)
+    val_ids = {image["id"] for image in json.loads((boxes_data / "val.json").read_text())["images"]}
+    assert set(boxes_of) == val_ids
+    assert all(len(boxes) == 10 for boxes, _ in boxes_of.values())  # every query, threshold 0
     out = tmp_path / "drawn"
     image = boxes_data / "val" / sorted(p.name for p in (boxes_data / "val").iterdir())[0]
     assert main(["predict", str(image), "--detector", str(weights), "--out", str(out)]) == 0
