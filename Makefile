@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.posekit-installed
 SYNTH_DIR := data/synthetic
 
-.PHONY: venv demo test soak lint format bench bench-quick clean
+.PHONY: venv demo test soak lint format bench bench-quick bench-detector clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: venv
 # the reliability suite, longer: 100 kill -9 in one training run (make test does 20)
 soak: $(STAMP)
 	POSEKIT_SOAK_KILLS=100 $(BIN)/pytest -q tests/reliability/test_kill.py -k kills
+
+# the detector must-show: 30 minutes of training with its learning curve (not in make bench)
+bench-detector: venv
+	$(BENCH)/bench_detector.py --budget-min 30
 
 bench-quick: venv
 	$(BENCH)/bench_synthetic.py
