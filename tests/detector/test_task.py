@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -198,3 +201,24 @@ def test_the_detr_guide_flags_and_trials_drive_the_detector(
     with next(out.glob("trials_*.csv")).open() as handle:
         statuses = [row["status"] for row in csv.DictReader(handle)]
     assert statuses == ["complete", "complete"]
+
+
+def test_torchrun_trains_the_detector_with_sync_bn_and_validation(
+    detector_config: Callable[..., PosekitConfig], tmp_path: Path
+) -> None:
+    """Two processes, synchronised BatchNorm, validation and its drawings every epoch (rank 0
+    alone runs the network there, so it must not wait for the other rank)."""
+    config = tmp_path / "detector.yaml"
+    work = tmp_path / "ddp"
+    config.write_text(yaml.safe_dump(detector_config(work="ddp").to_dict()))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "posekit", "train", "--config", str(config), "training.batch_size=2",
+        "training.sync_bn=true", "training.eval_interval=1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = (work / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and "AP50" in rows[0]
+    assert len(list((work / "plots").glob("val_*.jpg"))) == 3

@@ -137,3 +137,27 @@ def test_amp_bf16_step_on_cpu(make_config: Build) -> None:
     trainer = make_trainer(make_config("training.amp=true", "training.max_iter=2"))
     state = trainer.fit()
     assert state.iteration == 2 and state.nonfinite_steps == 0
+
+
+def test_validation_drawings_use_eval_mode_and_leave_batchnorm_alone(
+    make_config: Callable[..., PosekitConfig],
+) -> None:
+    """Drawing the validation images runs the network like validation does: eval mode (no
+    batch statistics used or updated; a synchronised BatchNorm would otherwise wait for the
+    other processes), no gradients; training mode comes back afterwards."""
+    trainer = make_trainer(make_config("training.max_epochs=1", "training.eval_interval=1"))
+    seen: list[tuple[bool, bool]] = []
+    draw = trainer.task.draw_validation
+    buffers: dict[str, torch.Tensor] = {}
+
+    def recording(model, folder, count):  # type: ignore[no-untyped-def]
+        seen.append((model.training, torch.is_grad_enabled()))
+        buffers.update({k: v.clone() for k, v in model.state_dict().items() if "running" in k})
+        draw(model, folder, count)
+        after = {k: v for k, v in model.state_dict().items() if "running" in k}
+        assert all(torch.equal(buffers[k], after[k]) for k in buffers)
+
+    trainer.task.draw_validation = recording  # type: ignore[method-assign]
+    trainer.fit()
+    assert seen == [(False, False)]
+    assert trainer.model.training

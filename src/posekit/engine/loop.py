@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -463,16 +464,24 @@ class Trainer:
         metrics: dict[str, float] = {}
         if self.dist.is_main:
             results_path = self.work_dir / self.cfg.training.val_output_name
-            model = self.eval_model()
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    metrics = self.task.evaluate(model, results_path)
-            finally:
-                if was_training:
-                    self.set_train_mode()
+            with self.evaluating() as model:
+                metrics = self.task.evaluate(model, results_path)
         return broadcast_from_main(metrics)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[nn.Module]:
+        """The weights validation uses, in eval mode without gradients; training mode is
+        restored afterwards. (In training mode BatchNorm would use and update batch
+        statistics, and a synchronised BatchNorm would wait for the other processes.)"""
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                yield model
+        finally:
+            if was_training:
+                self.set_train_mode()
 
     def set_train_mode(self) -> None:
         """Training mode, except the BatchNorm layers of frozen parameters."""
@@ -534,7 +543,8 @@ class Trainer:
             files.prune(self.checkpoints, training.keep_last)
             logs.write_plots(self.results_path, self.work_dir / "plots")
             if metrics and self.task.has_validation():
-                self.task.draw_validation(self.eval_model(), self.work_dir / "plots", count=4)
+                with self.evaluating() as model:
+                    self.task.draw_validation(model, self.work_dir / "plots", count=4)
         if self.on_epoch is not None:
             self.on_epoch(epoch, row)
 
