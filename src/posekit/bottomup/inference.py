@@ -15,6 +15,7 @@ from posekit.config import InferenceConfig
 from posekit.decode.grouping import decode_bottomup
 from posekit.decode.peaks import flip_back_heatmaps, flip_back_pafs
 from posekit.layouts import KeypointLayout
+from posekit.models.blocks import cpu_layout
 from posekit.transforms.augment import bottomup_eval_transform
 from posekit.transforms.functional import compose_affine, invert_affine, normalize_image
 
@@ -55,10 +56,7 @@ def map_to_input(stride: int) -> np.ndarray:
 
 
 def _forward(model: nn.Module, batch: np.ndarray, device: torch.device) -> tuple[np.ndarray, ...]:
-    tensor = torch.from_numpy(batch).to(device)
-    if device.type == "cpu":
-        tensor = tensor.contiguous(memory_format=torch.channels_last)
-    outputs = model(tensor)
+    outputs = model(cpu_layout(torch.from_numpy(batch).to(device)))
     heatmaps = outputs.heatmaps[-1].float().cpu().numpy()
     pafs = outputs.pafs[-1].float().cpu().numpy()
     return heatmaps, pafs

@@ -22,6 +22,7 @@ from posekit.errors import ConfigError
 from posekit.evaluation import box_norm, evaluate_keypoints, keypoint_results, pck, save_results
 from posekit.layouts import KeypointLayout, default_layout
 from posekit.losses import bottomup_loss
+from posekit.models.blocks import cpu_layout
 from posekit.models.lw_openpose import LightweightOpenPose
 from posekit.models.openpose_vgg import OpenPoseVGG19
 from posekit.schema import load_schema
@@ -82,10 +83,7 @@ class BottomUpTask:
         return stack_samples(samples)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        images = batch["image"]
-        if images.device.type == "cpu":
-            images = images.contiguous(memory_format=torch.channels_last)
-        outputs = model(images)
+        outputs = model(cpu_layout(batch["image"]))
         return bottomup_loss(
             outputs,
             batch["heatmaps"],

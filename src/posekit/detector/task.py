@@ -21,6 +21,7 @@ from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import training_indices
 from posekit.errors import ConfigError
 from posekit.evaluation import bbox_results, evaluate_bboxes, save_results
+from posekit.models.blocks import cpu_layout
 from posekit.transforms.functional import normalize_image
 
 DETECTOR_MODELS: dict[str, type[nn.Module]] = {"rtdetr": RTDetr}
@@ -128,10 +129,7 @@ class DetectorTask:
         return pad_detection_batch(samples)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        images = batch["image"]
-        if images.device.type == "cpu":
-            images = images.contiguous(memory_format=torch.channels_last)
-        outputs: DetectorOutputs = model(images)
+        outputs: DetectorOutputs = model(cpu_layout(batch["image"]))
         return detection_loss(
             outputs.layers, unpad_targets(batch), self.costs, self.weights, outputs.encoder
         )
@@ -152,9 +150,7 @@ class DetectorTask:
         if not images:
             return []
         size = self.input_size
-        batch = torch.stack([resized_input(image, size) for image in images]).to(self.device)
-        if batch.device.type == "cpu":
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = cpu_layout(torch.stack([resized_input(i, size) for i in images]).to(self.device))
         use_bf16 = self.cfg.inference.bf16 and batch.device.type == "cpu"
         with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=use_bf16):
             outputs: DetectorOutputs = model(batch)

@@ -11,6 +11,7 @@ from posekit.codecs.flip import flip_heatmaps_back, flip_simcc_back, merge_flipp
 from posekit.codecs.heatmap import decode_heatmaps
 from posekit.codecs.simcc import decode_simcc
 from posekit.config import TopDownConfig
+from posekit.models.blocks import cpu_layout
 from posekit.models.topdown import TopDownOutputs
 from posekit.topdown.dataset import TopDownSpec
 from posekit.transforms.functional import invert_affine, normalize_image, transform_points
@@ -85,9 +86,9 @@ def predict_boxes(
     crops, matrices = crop_people(image, boxes, spec)
     found = []
     for start in range(0, len(crops), settings.eval_batch_size):
-        batch = torch.from_numpy(crops[start : start + settings.eval_batch_size]).to(device)
-        if device.type == "cpu":
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = cpu_layout(
+            torch.from_numpy(crops[start : start + settings.eval_batch_size]).to(device)
+        )
         outputs = network_outputs(model, batch, flip_index, spec, settings.flip_test)
         points, scores = decode_outputs(outputs, spec, settings)
         for index, (xy, score) in enumerate(zip(points, scores, strict=True)):

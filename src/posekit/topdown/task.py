@@ -28,6 +28,7 @@ from posekit.evaluation import (
     save_results,
 )
 from posekit.losses_topdown import topdown_loss
+from posekit.models.blocks import cpu_layout
 from posekit.models.topdown import TopDownPoseNet
 from posekit.schema import KeypointSchema, load_schema
 from posekit.topdown.dataset import (
@@ -103,10 +104,8 @@ class TopDownTask:
         return stack_samples(samples)
 
     def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        images = batch["image"]
-        if images.device.type == "cpu":
-            images = images.contiguous(memory_format=torch.channels_last)
-        return topdown_loss(model(images), batch, self.cfg.topdown.simcc_beta)
+        outputs = model(cpu_layout(batch["image"]))
+        return topdown_loss(outputs, batch, self.cfg.topdown.simcc_beta)
 
     def param_groups(self, base_lr: float, weight_decay: float) -> list[dict]:
         return plain_param_groups(self.model, base_lr, weight_decay)
