@@ -29,6 +29,7 @@ from posekit.engine.control import TrainingStopped
 from posekit.engine.loop import Trainer
 
 from ..engine.conftest import stop_after_batches
+from .conftest import TINY_DETECTOR
 
 CPU = torch.device("cpu")
 
@@ -222,3 +223,10 @@ def test_torchrun_trains_the_detector_with_sync_bn_and_validation(
     rows = (work / "results.csv").read_text().splitlines()
     assert len(rows) == 3 and "AP50" in rows[0]
     assert len(list((work / "plots").glob("val_*.jpg"))) == 3
+
+
+def test_a_config_with_class_ids_alone_names_them() -> None:
+    cfg = load_config(None, [*TINY_DETECTOR, "data.category_ids=[1, 18]"])
+    task = DetectorTask(cfg, CPU)
+    assert task.category_names == ["person", "category 18"]
+    assert task.model.num_classes == 2

@@ -80,7 +80,9 @@ class DetectorTask:
             cfg = resolved_categories(cfg, known)
         self.cfg = cfg
         self.category_ids = cfg.data.category_ids or [1]
-        self.category_names = cfg.detector.category_names or ["person"] * len(self.category_ids)
+        self.category_names = cfg.detector.category_names or [
+            "person" if c == 1 else f"category {c}" for c in self.category_ids
+        ]  # names come with the data; a hand-written config may give ids alone
         self.model = build_detector_model(cfg, len(self.category_ids))
         self.input_size = cfg.data.input_size
         loss = cfg.detector.loss
