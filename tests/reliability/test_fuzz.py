@@ -49,6 +49,7 @@ from posekit.config import (
 )
 from posekit.data.check import run_check_data
 from posekit.data.coco import CocoKeypoints, PersonImage, ignore_mask, load_coco_keypoints
+from posekit.data.coco_boxes import load_coco_boxes
 from posekit.data.training_labels import load_training_labels
 from posekit.errors import UserError
 from posekit.schema import (
@@ -455,9 +456,28 @@ def test_fuzz_coco_loader(images_root: Path, tmp_path_factory: pytest.TempPathFa
             for record in loaded.images if again else ():
                 assert record.keypoints.shape[1:] == (3, 3)
                 assert np.isfinite(record.keypoints).all() and np.isfinite(record.boxes).all()
+            check_boxes(labels, images_root, category_ids)
 
     fuzz()
-    report("coco", "ignore_mask", "training_labels")
+    report("coco", "ignore_mask", "training_labels", "coco_boxes", "boxes_ground_truth")
+
+
+def check_boxes(labels: Path, images_root: Path, category_ids: list[int] | None) -> None:
+    """The detector's box loader on the same file: a one-line error, or boxes inside their
+    images with positive size, classes in range, and an evaluation ground truth."""
+    ok, boxes = attempt("coco_boxes", lambda: load_coco_boxes(labels, images_root, category_ids))
+    if not ok:
+        return
+    classes = len(boxes.category_ids)
+    assert classes == len(boxes.category_names) >= 1
+    for record in boxes.images:
+        xyxy = record.boxes
+        assert xyxy.shape == (len(record.labels), 4) and np.isfinite(xyxy).all()
+        assert (xyxy[:, 2:] - xyxy[:, :2] >= 1).all()
+        assert (xyxy[:, :2] >= 0).all() and (xyxy[:, 2] <= record.width).all()
+        assert (xyxy[:, 3] <= record.height).all()
+        assert ((record.labels >= 0) & (record.labels < classes)).all()
+    attempt("boxes_ground_truth", boxes.ground_truth)
 
 
 @pytest.fixture
@@ -803,6 +823,7 @@ def test_nasty_coco_files(
         if ok:
             check_loaded(loaded, None)
         attempt("nasty", lambda: load_training_labels(labels, images_root, SCHEMA3))
+        check_boxes(labels, images_root, None)
         attempt(
             "nasty", lambda: run_check_data(labels, images_root, schema3_path, out=io.StringIO())
         )
