@@ -29,15 +29,11 @@ from posekit.inference_model import load_model
 from posekit.prediction import DetectThenPose, _predict_one
 from posekit.schema import load_schema
 from posekit.training import ensure_synthetic_data
+from posekit.transforms.detection import box_iou_np
 
 
-def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (N, 4), (M, 4) -> (N, M)
-    a_max, b_max = a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:]
-    overlap = np.clip(
-        np.minimum(a_max, b_max) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None
-    )
-    inter = overlap.prod(-1)
-    return inter / (a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter)
+def xyxy(boxes: np.ndarray) -> np.ndarray:  # (N, 4) x, y, w, h -> x0, y0, x1, y1
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
 
 
 def oks(found: np.ndarray, truth: np.ndarray, area: float, sigmas: np.ndarray) -> float:
@@ -80,7 +76,7 @@ def main() -> None:
         found_count += len(people)
         if not len(people) or not record.num_persons:
             continue
-        iou = box_iou_xywh(boxes, record.boxes)
+        iou = box_iou_np(xyxy(boxes), xyxy(record.boxes))
         rows, cols = linear_sum_assignment(-iou)
         for r, c in zip(rows, cols, strict=True):
             if iou[r, c] >= 0.5:

@@ -61,6 +61,7 @@ class CocoBoxes:
     images: list[BoxImage]
     category_ids: list[int]  # (C,) contiguous index -> the file's category id, ascending
     category_names: list[str]  # (C,) the names of those categories
+    _ground_truth: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -69,13 +70,16 @@ class CocoBoxes:
         return resolve_image_path(self.images_root, record.file_name)
 
     def ground_truth(self) -> dict[str, Any]:
-        """A COCO dict for bbox evaluation, read again from :attr:`labels_path`.
+        """A COCO dict for bbox evaluation, read again from :attr:`labels_path` on the first
+        call and kept (evaluation copies what it changes).
 
         It has the file's images, and its annotations (crowd ones included) and categories
         restricted to :attr:`category_ids`, so a detector of these categories is evaluated
         fairly on a file with more. Annotations keep the file's boxes (not clipped); those
         without ``area`` or ``iscrowd`` get the box's w * h and 0, which COCOeval needs.
         """
+        if self._ground_truth is not None:
+            return self._ground_truth
         with gc_paused():
             parsed = _parse(self.labels_path, self.category_ids)
             if parsed.table.ids != [record.image_id for record in self.images]:
@@ -90,6 +94,7 @@ class CocoBoxes:
             gt["annotations"] = annotations
             gt["categories"] = parsed.categories
             del parsed
+        self._ground_truth = gt
         return gt
 
 

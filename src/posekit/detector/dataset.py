@@ -18,6 +18,7 @@ import torch
 from posekit.config import DetectorAugmentConfig
 from posekit.data.coco_boxes import CocoBoxes
 from posekit.data.images import read_image
+from posekit.detector.boxes import xyxy_to_cxcywh
 from posekit.engine.sampling import SampleKey
 from posekit.transforms.detection import (
     Annotated,
@@ -69,13 +70,10 @@ def strong_augment(
 def make_detection_sample(sample: Annotated, input_size: int) -> dict[str, torch.Tensor]:
     """Tensors of one sample (pure): the resized image and its boxes as normalised cxcywh."""
     resized = sanitize(resize(sample, (input_size, input_size)))
-    boxes = resized.boxes.astype(np.float32).reshape(-1, 4) / np.float32(input_size)
-    centre_size = np.concatenate(
-        [(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], 1
-    )
+    boxes = torch.from_numpy(resized.boxes.astype(np.float32).reshape(-1, 4)) / input_size
     return {
         "image": torch.from_numpy(normalize_image(resized.image)),
-        "boxes": torch.from_numpy(centre_size.astype(np.float32)),
+        "boxes": xyxy_to_cxcywh(boxes),
         "labels": torch.from_numpy(resized.labels.astype(np.int64)),
     }
 

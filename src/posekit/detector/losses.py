@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from posekit.detector.boxes import cxcywh_to_xyxy, generalized_box_iou
+from posekit.detector.boxes import box_iou, cxcywh_to_xyxy, generalized_box_iou
 from posekit.detector.matcher import DEFAULT_COSTS, MatchCosts, hungarian_match
 
 
@@ -76,13 +76,12 @@ def layer_loss(
         wanted.append(target["boxes"][matched])
     count = max(1.0, float(sum(len(t["labels"]) for t in targets)))
     matched_boxes, target_boxes = torch.cat(predicted).float(), torch.cat(wanted).float()
-    giou = torch.diagonal(
-        generalized_box_iou(cxcywh_to_xyxy(matched_boxes), cxcywh_to_xyxy(target_boxes))
-    )
+    matched_xyxy, target_xyxy = cxcywh_to_xyxy(matched_boxes), cxcywh_to_xyxy(target_boxes)
+    giou = torch.diagonal(generalized_box_iou(matched_xyxy, target_xyxy))
     device = logits.device
     where = tuple(torch.cat(i).to(device) for i in (image_index, query_index, label_index))
     if weights.classification == "varifocal":
-        iou = _matched_iou(matched_boxes.detach(), target_boxes)
+        iou = torch.diagonal(box_iou(matched_xyxy.detach(), target_xyxy)[0])
         class_target[where] = iou.clamp(min=1e-6)
         classification = varifocal_loss(logits, class_target, weights.alpha, weights.gamma)
         name = "vfl"
@@ -98,16 +97,6 @@ def layer_loss(
         "l1": l1 / count,
         "giou": (1 - giou).sum() / count,
     }
-
-
-def _matched_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # (N, 4) cxcywh pairs
-    a, b = cxcywh_to_xyxy(a), cxcywh_to_xyxy(b)
-    top_left = torch.maximum(a[:, :2], b[:, :2])
-    bottom_right = torch.minimum(a[:, 2:], b[:, 2:])
-    overlap = (bottom_right - top_left).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    return overlap / (area_a + area_b - overlap).clamp(min=1e-9)
 
 
 def detection_loss(

@@ -441,13 +441,13 @@ class RTDetr(nn.Module):
         best = proposal_logits.detach().float().amax(-1).masked_fill(~valid.squeeze(-1), -1e4)
         top = best.topk(count, dim=1).indices  # (B, Q)
         gather = top[..., None]
-        reference_logits = proposal_boxes.gather(1, gather.expand(-1, -1, 4))
+        selected_boxes = proposal_boxes.gather(1, gather.expand(-1, -1, 4)).sigmoid()
         encoder_pair = (
             proposal_logits.gather(1, gather.expand(-1, -1, self.num_classes)),
-            reference_logits.sigmoid(),
+            selected_boxes,
         )
         target = proposals.gather(1, gather.expand(-1, -1, proposals.shape[-1])).detach()
-        reference = reference_logits.sigmoid().detach()
+        reference = selected_boxes.detach()
         previous = reference  # keeps the gradient of the previous refinement (LFT)
         layers = []
         for index, layer in enumerate(self.decoder):

@@ -90,7 +90,6 @@ class DetectorTask:
         self.weights = LossWeights(
             loss.class_weight, loss.l1_weight, loss.giou_weight, loss.classification
         )
-        self._ground_truth: dict[str, Any] | None = None
 
     @staticmethod
     def _load(
@@ -207,10 +206,6 @@ class DetectorTask:
         model.train(was_training)
         if results_path is not None:
             save_results(results, results_path)
-        if data is self.val_data:
-            if self._ground_truth is None:
-                self._ground_truth = data.ground_truth()
-            return evaluate_bboxes(self._ground_truth, results)
         return evaluate_bboxes(data.ground_truth(), results)
 
     def predict_drawn(
