@@ -19,6 +19,7 @@ from posekit.detector.dataset import (
     strong_augment,
     unpad_targets,
 )
+from posekit.detector.task import resized_input
 from posekit.engine.sampling import SampleKey
 from posekit.transforms.detection import Annotated
 
@@ -113,3 +114,10 @@ def test_batches_of_another_input_size_follow_the_sample_key(synthetic: Path) ->
     dataset = DetectionDataset(data, 64, NONE)
     assert dataset[SampleKey(0, (0, 0, 0), input_size=96)]["image"].shape == (3, 96, 96)
     assert dataset[SampleKey(0, (0, 0, 0))]["image"].shape == (3, 64, 64)
+
+
+def test_inference_inputs_are_resized_like_training_samples() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    sample = Annotated(image, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    assert torch.equal(resized_input(image, 64), make_detection_sample(sample, 64)["image"])

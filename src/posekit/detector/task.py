@@ -22,6 +22,7 @@ from posekit.engine.sampling import training_indices
 from posekit.errors import ConfigError
 from posekit.evaluation import bbox_results, evaluate_bboxes, save_results
 from posekit.models.blocks import cpu_layout
+from posekit.transforms.detection import resize_image
 from posekit.transforms.functional import normalize_image
 
 DETECTOR_MODELS: dict[str, type[nn.Module]] = {"rtdetr": RTDetr}
@@ -54,10 +55,8 @@ def select_detections(
 
 
 def resized_input(image: np.ndarray, input_size: int) -> torch.Tensor:  # (3, S, S)
-    import cv2
-
-    resized = cv2.resize(image, (input_size, input_size), interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(normalize_image(resized))
+    """The network input of an image: resized exactly as training samples are."""
+    return torch.from_numpy(normalize_image(resize_image(image, (input_size, input_size))))
 
 
 class DetectorTask:

@@ -124,7 +124,9 @@ def hflip(sample: Annotated) -> Annotated:
     return Annotated(hflip_image(sample.image), _clip(boxes, sample.hw), sample.labels.copy())
 
 
-def _resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:  # -> (h, w, 3)
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:  # -> (h, w, 3)
+    """Stretch to ``size`` = (height, width): area interpolation when shrinking, bilinear
+    otherwise (training samples and inference inputs both go through here)."""
     height, width = size
     shrink = height <= image.shape[0] and width <= image.shape[1]
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
@@ -141,7 +143,7 @@ def resize(sample: Annotated, size: tuple[int, int]) -> Annotated:
     old_h, old_w = sample.hw
     scale = np.array([width / old_w, height / old_h] * 2)  # (4,)
     boxes = _clip(sample.boxes.astype(np.float64) * scale, (height, width))
-    return Annotated(_resize_image(sample.image, (height, width)), boxes, sample.labels.copy())
+    return Annotated(resize_image(sample.image, (height, width)), boxes, sample.labels.copy())
 
 
 def photometric_distort(
@@ -376,7 +378,7 @@ def copy_paste(
             new_h = min(height, max(1, round(patch_h * scale)))
             new_w = min(width, max(1, round(patch_w * scale)))
             box = box * np.array([new_w / patch_w, new_h / patch_h] * 2)
-            patch = _resize_image(patch, (new_h, new_w))
+            patch = resize_image(patch, (new_h, new_w))
             patch_h, patch_w = new_h, new_w
         px = int(rng.integers(0, width - patch_w + 1))
         py = int(rng.integers(0, height - patch_h + 1))
