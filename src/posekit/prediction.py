@@ -69,6 +69,13 @@ def video_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
         capture.release()
 
 
+def detector_model(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` when it is a detector, else the one-line ``--detector`` error."""
+    if loaded.task.family != "detector":
+        raise ConfigError("--detector: these weights are not a detector; give a detector's")
+    return loaded
+
+
 @dataclass
 class DetectThenPose:
     """Two-step prediction: the detector's person boxes (score ≥ ``box_threshold``), then the
@@ -79,8 +86,7 @@ class DetectThenPose:
     box_threshold: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.detector.task.family != "detector":
-            raise ConfigError("--detector: these weights are not a detector; give a detector's")
+        detector_model(self.detector)
         if self.pose.task.family != "topdown":
             raise ConfigError(
                 "--pose: a top-down pose model is needed after a detector (bottom-up models "
@@ -133,13 +139,12 @@ def build_predictor(
     pose = pose or weights
     if detector is None and pose is None:
         raise ConfigError("give --weights (or --detector D --pose P)")
-    if detector is None or pose is None:
-        loaded = load_model(detector or pose, overrides=overrides)  # type: ignore[arg-type]
-        if loaded.task.family == "detector":
-            return DetectorOnly(loaded, box_threshold)
-        if detector is not None:
-            raise ConfigError("--detector: these weights are not a detector; give a detector's")
-        return loaded
+    if pose is None:  # the detector alone
+        loaded = detector_model(load_model(detector, overrides=overrides))
+        return DetectorOnly(loaded, box_threshold)
+    if detector is None:  # one model of any family
+        loaded = load_model(pose, overrides=overrides)
+        return DetectorOnly(loaded, box_threshold) if loaded.task.family == "detector" else loaded
     return DetectThenPose(
         load_model(detector, overrides=overrides), load_model(pose, overrides=overrides),
         box_threshold,

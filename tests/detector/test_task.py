@@ -155,6 +155,13 @@ def test_val_and_predict_from_the_command_line(
     assert main(["predict", str(image), "--detector", str(weights), "--out", str(out)]) == 0
     listing = json.loads((out / "detections.json").read_text())
     assert list(listing) == [image.name] and (out / f"{image.stem}.jpg").exists()
+    found = {}
+    for threshold in ("0", "1"):
+        command = ["predict", str(image), "--detector", str(weights), "--out", str(out),
+                   "--box-threshold", threshold]  # fmt: skip
+        assert main(command) == 0
+        found[threshold] = json.loads((out / "detections.json").read_text())[image.name]
+    assert len(found["0"]) == 10 and found["1"] == []  # every query scores above 0, none 1
     # a detector is no pose model: the two-step pipeline refuses it as --pose
     code = main(["predict", str(image), "--detector", str(weights), "--pose", str(weights)])
     assert code == 2
