@@ -1,7 +1,8 @@
 """Atomic file writes: write a temporary file beside the target, fsync, then rename.
 
 A reader never sees a half-written file, and the previous version stays intact until the new
-one is complete. Used for checkpoints, configs, results and generated data sets.
+one is complete. The file gets the mode a plain ``open`` would give (0666 less the umask), not
+the temporary file's 0600. Used for checkpoints, configs, results and generated data sets.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 -> what open() would give
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
             handle.flush()
@@ -52,6 +54,21 @@ def atomic_write_with(path: str | os.PathLike[str], write: Callable[[IO[bytes]],
     """Atomically write ``path`` with a writer callback (e.g. ``lambda f: torch.save(obj, f)``)."""
     with atomic_open(path, "wb") as handle:
         write(handle)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc``); else
+    set and restored at once (the only portable way)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:
