@@ -44,6 +44,21 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from posekit.results_eval import run_eval
+
+    run_eval(
+        args.labels,
+        args.results,
+        args.images,
+        args.schema,
+        args.json,
+        args.split,
+        keypoints_field=args.keypoints_field,
+    )
+    return 0
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from posekit.data.prepared_labels import run_prepare
 
@@ -124,6 +139,15 @@ def _cmd_trials(args: argparse.Namespace) -> int:
         overrides=(*args.overrides, *args.cfg_options),
     )
     return run_trials(options, say=lambda line: print(line, flush=True))
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from posekit.data.ultralytics import run_convert
+
+    return run_convert(
+        args.to, args.out, labels=args.labels, images=args.images, data=args.data,
+        split=args.split, schema=args.schema, keypoints_field=args.keypoints_field,
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +256,31 @@ def build_parser() -> argparse.ArgumentParser:
     trials.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
     trials.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     trials.set_defaults(handler=_cmd_trials)
+
+    scoring = commands.add_parser(
+        "eval", help="score a COCO keypoint results file from any tool (AP, PCKh or PCK)"
+    )
+    scoring.add_argument("--labels", required=True, help="COCO JSON, YOLO data.yaml or MPII JSON")
+    scoring.add_argument("--results", required=True, help="COCO keypoint results JSON")
+    scoring.add_argument("--images", help="images root (needed for MPII; default: not read)")
+    scoring.add_argument("--schema", help="schema name or YAML (default: from the file's names)")
+    scoring.add_argument("--split", default="val", help="the YOLO data set's split (val)")
+    scoring.add_argument(
+        "--keypoints-field", default="keypoints", help="annotation field (default: the schema's)"
+    )
+    scoring.add_argument("--json", action="store_true", help="last line: the metrics as JSON")
+    scoring.set_defaults(handler=_cmd_eval)
+
+    convert = commands.add_parser("convert", help="COCO keypoint JSON <-> Ultralytics YOLO pose")
+    convert.add_argument("--to", required=True, choices=("yolo", "coco"), help="output format")
+    convert.add_argument("--out", required=True, help="yolo: output folder; coco: output JSON")
+    convert.add_argument("--labels", help="--to yolo: COCO person-keypoints JSON")
+    convert.add_argument("--images", help="--to yolo: images root folder")
+    convert.add_argument("--data", help="--to coco: the YOLO data.yaml")
+    convert.add_argument("--split", help="split name (default: train for yolo, val for coco)")
+    convert.add_argument("--schema", help="--to yolo: schema name or YAML (default: coco17)")
+    convert.add_argument("--keypoints-field", help="--to yolo: annotation field (keypoints)")
+    convert.set_defaults(handler=_cmd_convert)
     return parser
 
 

@@ -48,6 +48,7 @@ class DataSource(StrictModel):
     keypoint_schema: str | None = Field(None, alias="schema")
     keypoints_field: str | None = None  # default: data.keypoints_field
     keypoint_mapping: list[tuple[int, int]] | None = None
+    head_boxes: str | None = None  # MPII: mpii_gt_val.mat for the official PCKh head sizes
 
 
 class SplitData(DataSource):

@@ -49,8 +49,15 @@ def evaluate_keypoints(
     results: Sequence[dict[str, Any]],
     sigmas: Sequence[float] | np.ndarray,  # (K,) OKS sigmas of the data set's keypoints
     backend: str = "fast",
+    use_categories: bool = True,
 ) -> dict[str, float]:  # KEYPOINT_STATS -> value
-    """COCO keypoint AP/AR (OKS with ``sigmas``, any keypoint count) of ``results``."""
+    """COCO keypoint AP/AR (OKS with ``sigmas``, any keypoint count) of ``results``.
+
+    ``use_categories=False`` scores category-agnostically: predictions match people of any
+    category (for models that do not tell the categories of a many-category set apart, e.g. a
+    bottom-up model on AP-10K). COCOeval's own ``useCats = 0`` finds no keypoint pairs in
+    pycocotools and fails in faster-coco-eval, so every category is merged into the first
+    instead (the same matching ``useCats = 0`` means)."""
     sigma_array = np.asarray(sigmas, dtype=np.float64).reshape(-1)
     for entry in results:
         if len(entry["keypoints"]) != 3 * sigma_array.size:
@@ -58,6 +65,8 @@ def evaluate_keypoints(
                 f"a result has {len(entry['keypoints'])} keypoint values; expected "
                 f"3 × {sigma_array.size} (x, y, score per sigma)"
             )
+    if not use_categories:
+        gt, results = _one_category(load_ground_truth(gt), results)
     return _evaluate(gt, results, "keypoints", KEYPOINT_STATS, backend, sigma_array)
 
 
@@ -87,6 +96,17 @@ def _evaluate(
     with _quiet():
         stats = run(gt_data, detections, iou_type, sigmas)
     return {name: float(value) for name, value in zip(names, stats, strict=False)}
+
+
+def _one_category(
+    gt_data: dict[str, Any], results: Sequence[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ground truth and results with every category merged into the first one."""
+    categories = gt_data.get("categories") or [{"id": 1, "name": "person"}]
+    merged = categories[0]["id"]
+    annotations = [{**ann, "category_id": merged} for ann in gt_data.get("annotations", [])]
+    gt = {**gt_data, "annotations": annotations, "categories": [categories[0]]}
+    return gt, [{**entry, "category_id": merged} for entry in results]
 
 
 def load_ground_truth(gt: GroundTruth) -> dict[str, Any]:
@@ -122,7 +142,10 @@ def _silent(*args: object, **kwargs: object) -> None:
 
 
 def _run_fast(
-    gt_data: dict, detections: list[dict], iou_type: str, sigmas: np.ndarray | None
+    gt_data: dict,
+    detections: list[dict],
+    iou_type: str,
+    sigmas: np.ndarray | None,
 ) -> np.ndarray:
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -143,7 +166,10 @@ def _run_fast(
 
 
 def _run_pycocotools(
-    gt_data: dict, detections: list[dict], iou_type: str, sigmas: np.ndarray | None
+    gt_data: dict,
+    detections: list[dict],
+    iou_type: str,
+    sigmas: np.ndarray | None,
 ) -> np.ndarray:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -316,6 +342,16 @@ def format_table(stats: dict[str, float], digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def format_metrics(metrics: dict[str, float]) -> str:
+    """The AP table, MPII's PCKh table, or the PCK line."""
+    if "AP" in metrics:
+        return format_table(metrics)
+    if "PCKh" in metrics:
+        parts = "  ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+        return f"PCKh@0.5 {metrics['PCKh']:.4f}" + (f"  ({parts})" if len(metrics) > 1 else "")
+    return f"PCK@0.2 {metrics['PCK']:.4f}"
+
+
 def pck(
     pred: np.ndarray,  # (N, K, 2) predicted x, y
     gt: np.ndarray,  # (N, K, 3) true x, y, v; v > 0 labelled
@@ -350,18 +386,21 @@ def keypoint_results(
     image_id: int,
     keypoints: np.ndarray,  # (P, K, 3) x, y, score in image pixels (data set order)
     scores: np.ndarray,  # (P,) person scores
-    category_id: int = 1,
+    category_ids: np.ndarray | Sequence[int] | int = 1,  # (P,) or one id for all
 ) -> list[dict[str, Any]]:
     """COCO keypoint results entries for one image."""
     points = np.asarray(keypoints, dtype=np.float64).reshape(len(scores), -1)
+    categories = np.broadcast_to(np.asarray(category_ids, dtype=np.int64), (len(points),))
     return [
         {
             "image_id": int(image_id),
-            "category_id": int(category_id),
+            "category_id": int(category),
             "keypoints": row.tolist(),
             "score": float(score),
         }
-        for row, score in zip(points, np.asarray(scores, dtype=np.float64), strict=True)
+        for row, score, category in zip(
+            points, np.asarray(scores, dtype=np.float64), categories, strict=True
+        )
     ]
 
 

@@ -8,16 +8,28 @@ COCO-17 is built in. Any other keypoint set comes from a YAML file::
     flip_pairs: [[0, 1], [2, 3], ...]
     sigmas: [0.079, 0.079, ...]          # OKS; required for COCO AP, else PCK is reported
     joint_weights: [1.0, ...]            # optional loss weights, default all 1
+    keypoints_fields: [keypoints, ...]   # optional: COCO fields whose lists, joined, are these
 
 Indices are 0-based. Validation rejects out-of-range indices, a keypoint in two flip pairs,
 a pair that maps a keypoint to itself, and sigma/weight lists whose length is not the
 keypoint count.
+
+``keypoints_fields`` is for data sets that split a person's keypoints over several COCO
+annotation fields (COCO-WholeBody: ``keypoints``, ``foot_kpts``, ``face_kpts``,
+``lefthand_kpts``, ``righthand_kpts``); absent means the usual single ``keypoints`` field.
+
+Built-in schemas: ``coco17`` (in code) and every YAML in ``configs/schemas`` (crowdpose, aic,
+mpii, ochuman, posetrack18, coco_wholebody, halpe, halpe26, ap10k, macaque, humanart21, body14),
+loadable by name. :func:`builtin_schema_for_names` finds the one whose keypoint names match a
+file's ``categories[].keypoints``.
 """
 
 from __future__ import annotations
 
+import functools
 import reprlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +87,7 @@ class KeypointSchema:
     flip_pairs: tuple[tuple[int, int], ...]
     sigmas: tuple[float, ...] | None = None
     joint_weights: tuple[float, ...] = field(default=())
+    keypoints_fields: tuple[str, ...] | None = None
 
     @property
     def num_keypoints(self) -> int:
@@ -116,8 +129,9 @@ class KeypointSchema:
         return np.asarray(self.joint_weights, dtype=np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (YAML/JSON/checkpoint safe); :func:`schema_from_dict` reads it back."""
-        return {
+        """Plain-data form (YAML/JSON/checkpoint safe); :func:`schema_from_dict` reads it back.
+        ``keypoints_fields`` appears only when set, so other schemas keep their old form."""
+        data: dict[str, Any] = {
             "name": self.name,
             "keypoints": list(self.keypoints),
             "skeleton": [list(limb) for limb in self.skeleton],
@@ -125,6 +139,9 @@ class KeypointSchema:
             "sigmas": None if self.sigmas is None else list(self.sigmas),
             "joint_weights": list(self.joint_weights),
         }
+        if self.keypoints_fields is not None:
+            data["keypoints_fields"] = list(self.keypoints_fields)
+        return data
 
 
 def make_schema(
@@ -135,6 +152,8 @@ def make_schema(
     sigmas: list | tuple | None = None,
     joint_weights: list | tuple | None = None,
     source: str = "schema",
+    *,
+    keypoints_fields: list | tuple | None = None,
 ) -> KeypointSchema:
     """Validate and build a schema; ``source`` names the file in error messages."""
     keypoint_names = _as_names(keypoints, source)
@@ -150,6 +169,7 @@ def make_schema(
         if joint_weights is None
         else _as_floats(joint_weights, count, f"{source}: joint_weights")
     )
+    fields = None if keypoints_fields is None else _as_fields(keypoints_fields, source)
     return KeypointSchema(
         name=str(name),
         keypoints=keypoint_names,
@@ -157,10 +177,19 @@ def make_schema(
         flip_pairs=pairs,
         sigmas=sigma_values,
         joint_weights=weights,
+        keypoints_fields=fields,
     )
 
 
-_SCHEMA_KEYS = ("name", "keypoints", "skeleton", "flip_pairs", "sigmas", "joint_weights")
+_SCHEMA_KEYS = (
+    "name",
+    "keypoints",
+    "skeleton",
+    "flip_pairs",
+    "sigmas",
+    "joint_weights",
+    "keypoints_fields",
+)
 
 
 def schema_from_dict(data: Any, source: str = "schema") -> KeypointSchema:
@@ -184,12 +213,13 @@ def schema_from_dict(data: Any, source: str = "schema") -> KeypointSchema:
         sigmas=data.get("sigmas"),
         joint_weights=data.get("joint_weights"),
         source=source,
+        keypoints_fields=data.get("keypoints_fields"),
     )
 
 
 def load_schema(name_or_path: str | Path) -> KeypointSchema:
-    """A built-in schema by name (``coco17``; ``humanart21`` and ``body14`` from
-    ``configs/schemas``) or a schema YAML file by path."""
+    """A built-in schema by name (``coco17``, or any YAML shipped in ``configs/schemas``:
+    ``crowdpose``, ``coco_wholebody``, ``humanart21``, ...) or a schema YAML file by path."""
     text = str(name_or_path)
     if text in BUILTIN_SCHEMAS:
         return BUILTIN_SCHEMAS[text]
@@ -243,6 +273,19 @@ def _as_names(values: Any, source: str) -> tuple[str, ...]:
     if len(set(values)) != len(values):
         dupes = sorted(name for name, times in Counter(values).items() if times > 1)
         raise SchemaError(f"{source}: duplicate keypoint names {dupes}; make them unique")
+    return tuple(values)
+
+
+def _as_fields(values: Any, source: str) -> tuple[str, ...]:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise SchemaError(
+            f"{source}: 'keypoints_fields' must be a non-empty list of annotation field names"
+        )
+    if not all(isinstance(v, str) and v.strip() for v in values):
+        raise SchemaError(f"{source}: every entry of 'keypoints_fields' must be a non-empty string")
+    if len(set(values)) != len(values):
+        dupes = sorted(name for name, times in Counter(values).items() if times > 1)
+        raise SchemaError(f"{source}: 'keypoints_fields' names {dupes} more than once")
     return tuple(values)
 
 
@@ -305,3 +348,54 @@ COCO17 = make_schema(
 )
 
 BUILTIN_SCHEMAS: dict[str, KeypointSchema] = {"coco17": COCO17}
+
+
+def normalise_keypoint_name(name: str) -> str:
+    """``'Right Shoulder'`` -> ``'right_shoulder'``, ``'face-0'`` -> ``'face_0'``: stripped,
+    lower-case, spaces and hyphens turned into underscores."""
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def builtin_schema_names() -> list[str]:
+    """Names of the built-in schemas: ``coco17`` first, then the YAMLs of ``configs/schemas``
+    alphabetically."""
+    shipped = sorted(p.stem for p in SCHEMAS_DIR.glob("*.yaml") if p.stem not in BUILTIN_SCHEMAS)
+    return [*BUILTIN_SCHEMAS, *shipped]
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_name_lists() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(
+        (name, tuple(normalise_keypoint_name(k) for k in load_schema(name).keypoints))
+        for name in builtin_schema_names()
+    )
+
+
+def builtin_schema_for_names(names: Sequence[str]) -> str | None:
+    """The built-in schema whose keypoint names equal ``names`` (e.g. a COCO file's
+    ``categories[].keypoints``), order included, after :func:`normalise_keypoint_name`; None if
+    none does. Where several match (coco17, ochuman and macaque share COCO's names) coco17 wins,
+    then the first alphabetically."""
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        return None
+    wanted = tuple(normalise_keypoint_name(n) for n in names)
+    for name, keypoints in _builtin_name_lists():
+        if keypoints == wanted:
+            return name
+    return None
+
+
+def first_name_difference(file_names: Sequence[str], schema: KeypointSchema) -> str | None:
+    """None when ``file_names`` equal ``schema``'s keypoint names (normalised, in order), else a
+    short phrase naming the first difference, for error messages."""
+    names = list(file_names)
+    if len(names) != schema.num_keypoints:
+        return (
+            f"the file names {len(names)} keypoints, schema {schema.name!r} {schema.num_keypoints}"
+        )
+    for index, (given, expected) in enumerate(zip(names, schema.keypoints, strict=True)):
+        if normalise_keypoint_name(str(given)) != normalise_keypoint_name(expected):
+            return (
+                f"keypoint {index} is {given!r} in the file, {expected!r} in schema {schema.name!r}"
+            )
+    return None

@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from posekit.config import apply_overrides, config_from_mapping, load_merged_mapping
+from posekit.data.sources import expected_metric
 from posekit.engine.control import TrainingStopped
 from posekit.errors import ConfigError, UserError, one_line
 from posekit.trials_plan import TrialsPlan, load_plan, suggest
@@ -133,7 +134,6 @@ def check_options(options: TrialsOptions) -> None:
 
 def prepare_run(options: TrialsOptions, say: Callable[[str], None]) -> TrialsRun:
     """Check the flags, the trials file and the base config (with the budget) up front."""
-    from posekit.schema import load_schema
     from posekit.training import ensure_synthetic_data
 
     check_options(options)
@@ -151,7 +151,7 @@ def prepare_run(options: TrialsOptions, say: Callable[[str], None]) -> TrialsRun
                 value = getattr(getattr(resolved.data, split), key)
                 if value is not None:
                     data_settings[f"data.{split}.{key}"] = value
-    metric = "AP" if load_schema(resolved.data.keypoint_schema).has_sigmas else "PCK"
+    metric = expected_metric(resolved)
     if resolved.data.val.labels is None:
         say(f"no validation data: trials are ranked by minus the training loss (not {metric})")
         metric = "-loss"

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from posekit.config import load_config
 from posekit.data.sources import load_split
 from posekit.errors import ConfigError
-from posekit.evaluation import format_table
+from posekit.evaluation import format_metrics
 from posekit.inference_model import load_model
 
 
@@ -42,7 +42,7 @@ def run_val(
     detections = loaded.cfg.data.val.detections
     metrics = loaded.task.evaluate_on(loaded.model, data, results_path, detections)
     print(f"{len(data)} images from {data.labels_path}", file=out)
-    print(format_table(metrics) if "AP" in metrics else f"PCK@0.2 {metrics['PCK']:.4f}", file=out)
+    print(format_metrics(metrics), file=out)
     if as_json:
         print(json.dumps({k: round(float(v), 6) for k, v in metrics.items()}), file=out)
     return metrics

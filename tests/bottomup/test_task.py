@@ -31,5 +31,5 @@ def test_pck_matches_each_person_to_its_closest_prediction() -> None:
     )
     people = People(predicted, np.ones(2, np.float32))
     # threshold 0.2 x 50 px = 10 px: 3 of the 4 labelled keypoints are within it
-    assert pck_of(data, {7: people}) == 0.75
-    assert pck_of(data, {7: People(np.zeros((0, 3, 3), np.float32), np.zeros(0))}) == 0.0
+    assert pck_of(data, {7: people}) == {"PCK": 0.75}
+    assert pck_of(data, {7: People(np.zeros((0, 3, 3), np.float32), np.zeros(0))}) == {"PCK": 0.0}

@@ -103,13 +103,9 @@ CASES = [
     (delete_image, "missing_image", 785, None),
     (truncate_image, "unreadable_image", 40083, None),
     (short_keypoints, "bad_keypoints_length", 785, 442619),
-    (keypoint_outside, "keypoint_outside_image", 40083, 230195),
-    (zero_box, "bad_box", 196141, 460541),
-    (negative_area, "bad_area", 196141, 488308),
     (duplicate_annotation_id, "duplicate_annotation_id", None, 460541),
     (duplicate_image_id, "duplicate_image_id", 196141, None),
     (unknown_image, "unknown_image", None, 1717641),
-    (wrong_num_keypoints, "num_keypoints_mismatch", 197388, 437295),
     (wrong_image_size, "image_size_mismatch", 785, None),
     (escaping_file_name, "unsafe_file_name", 40083, None),
     (no_file_name, "bad_image_entry", 196141, None),
@@ -122,7 +118,7 @@ def test_clean_real_sample_passes(real_coco_dir: Path) -> None:
     assert code == 0
     assert out.getvalue().splitlines() == [
         f"check-data {real_coco_dir / 'test_coco.json'} (schema coco17): 4 images, "
-        "14 annotations, 14 non_crowd, 0 crowd: no problems found"
+        "14 annotations, 14 non_crowd, 0 crowd, 12 usable: no problems found"
     ]
 
 
@@ -167,6 +163,30 @@ def test_all_breakages_at_once_as_json(coco_copy: Path) -> None:
     assert found == expected
     assert len(report["problems"]) == len(expected)
     assert sum(report["problem_kinds"].values()) == len(report["problems"])
+
+
+# quirks the loader accepts: warnings with a count and example ids, exit status 0
+WARNINGS = [
+    (keypoint_outside, "keypoint_outside_image", 230195),
+    (zero_box, "zero_box", 460541),
+    (negative_area, "zero_area", 488308),
+    (wrong_num_keypoints, "num_keypoints_recounted", 437295),
+]
+
+
+@pytest.mark.parametrize(("breakage", "kind", "annotation_id"), WARNINGS)
+def test_accepted_quirks_are_warnings_with_ids(
+    coco_copy: Path, breakage: Breakage, kind: str, annotation_id: int
+) -> None:
+    labels = _break(coco_copy, breakage)
+    report = check_dataset(labels, coco_copy, COCO17)
+    assert report.ok, report.problems
+    assert [(w.kind, w.annotation_ids) for w in report.warnings] == [(kind, (annotation_id,))]
+    out = io.StringIO()
+    assert run_check_data(labels, coco_copy, "coco17", as_json=False, out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(": no problems found, 1 warnings")
+    assert lines[1].startswith(f"warning {kind}: 1 annotation (e.g. {annotation_id}): ")
 
 
 def test_keypoints_21_checked_with_a_schema_file(real_humanart_dir: Path, tmp_path: Path) -> None:

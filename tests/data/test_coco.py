@@ -122,7 +122,9 @@ def test_humanart_17_and_21_keypoints(real_humanart_dir: Path) -> None:
 
 def test_keypoint_length_mismatch_names_annotation_and_schema(real_humanart_dir: Path) -> None:
     labels = real_humanart_dir / "annotations" / "test_humanart.json"
-    with pytest.raises(DataError, match=r"annotation 2000000006746 has 63 .*coco17.*--schema"):
+    with pytest.raises(
+        DataError, match=r"annotation 2000000006746 has 63 .*coco17.*data.schema=humanart21"
+    ):
         load_coco_keypoints(labels, real_humanart_dir, COCO17, keypoints_field="keypoints_21")
 
 
@@ -155,23 +157,23 @@ def _write_labels(
     data = {
         "images": [_image(42, "000000000001.jpg"), *(extra_images or [])],
         "annotations": [_person(1, 42)] if annotations is None else annotations,
-        "categories": categories or [{"id": 1, "name": "person", "keypoints": ["a"] * 17}],
+        "categories": categories
+        or [{"id": 1, "name": "person", "keypoints": list(COCO17.keypoints)}],
     }
     path = folder / "labels.json"
     path.write_text(json.dumps(data))
     return path
 
 
-def test_empty_files_load(tmp_path: Path) -> None:
+def test_files_without_a_usable_annotation_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "labels.json"
     path.write_text(
         '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "person"}]}'
     )
-    assert load_coco_keypoints(path, tmp_path, COCO17).images == []
-    assert (
-        load_coco_keypoints(_write_labels(tmp_path, []), tmp_path, COCO17).images[0].num_persons
-        == 0
-    )
+    with pytest.raises(DataError, match=r"labels.json: no annotation of categories \[1\]"):
+        load_coco_keypoints(path, tmp_path, COCO17)
+    with pytest.raises(DataError, match="has a labelled keypoint"):
+        load_coco_keypoints(_write_labels(tmp_path, []), tmp_path, COCO17)
 
 
 def test_image_id_comes_from_json_not_file_name(tmp_path: Path) -> None:

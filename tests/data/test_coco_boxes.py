@@ -139,7 +139,11 @@ def _set_ann(index: int, key: str, value: Any) -> Any:
             r"category id 18 appears twice",
         ),
         (lambda d: d.pop("categories"), None, r"missing or empty 'categories'"),
-        (lambda d: d["images"][0].__setitem__("width", 0), None, r"image 7 has size 0x80"),
+        (
+            lambda d: d["images"][0].__setitem__("width", 0),
+            None,
+            r"image 7 width must be a positive integer",
+        ),
         (_set_ann(1, "id", 1), [PERSON, DOG], r"annotation id 1 appears twice"),
         (_set_ann(0, "area", "big"), None, r"annotation 1: 'area' must be a number"),
         (None, [], r"category_ids is empty"),

@@ -10,7 +10,6 @@ import pytest
 from posekit.config import config_from_mapping
 from posekit.data.sources import (
     check_mapping,
-    coco_ground_truth,
     load_source,
     load_train_sets,
     mapping_by_names,
@@ -18,7 +17,6 @@ from posekit.data.sources import (
     sample_table,
 )
 from posekit.errors import ConfigError
-from posekit.evaluation import evaluate_keypoints, keypoint_results
 from posekit.schema import COCO17, load_schema
 
 
@@ -92,23 +90,3 @@ def test_humanart_21_keypoints_map_onto_coco17_by_name(real_humanart_dir: Path) 
         assert mapped.keypoints.shape[1] == 17
         # the first 17 of keypoints_21 are COCO's, as in the plain `keypoints` field
         np.testing.assert_allclose(mapped.keypoints, record.keypoints, atol=1e-3)
-
-
-def test_ground_truth_dict_evaluates_like_the_file(real_coco_dir: Path) -> None:
-    cfg = config_from_mapping({})
-    source = config_from_mapping(
-        {"data": {"val": {"labels": str(real_coco_dir / "test_coco.json"),
-                          "images": str(real_coco_dir)}}}
-    ).data.val  # fmt: skip
-    data = load_source(source, cfg, COCO17, "data.val")
-    rng = np.random.default_rng(0)
-    results = []
-    for record in data.images:
-        noisy = record.keypoints.copy()
-        noisy[..., :2] += rng.normal(0, 4, noisy[..., :2].shape)
-        noisy[..., 2] = 1.0
-        results.extend(keypoint_results(record.image_id, noisy, rng.uniform(0.5, 1, len(noisy))))
-    from_file = evaluate_keypoints(data.labels_path, results, COCO17.sigmas_array())
-    from_dict = evaluate_keypoints(coco_ground_truth(data), results, COCO17.sigmas_array())
-    assert 0.1 < from_file["AP"] < 1.0
-    assert from_dict == pytest.approx(from_file, abs=1e-12)

@@ -354,7 +354,15 @@ def mixed_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
         entry["id"] = image_id
     labels = folder / "labels.json"
     categories = [{"id": 1, "name": "person", "keypoints": list(COCO17.keypoints)}]
-    labels.write_text(json.dumps({"images": entries, "annotations": [], "categories": categories}))
+    # one labelled person in each image: a file without any is an error of its own
+    people = [
+        {"id": entry["id"], "image_id": entry["id"], "category_id": 1, "iscrowd": 0,
+         "bbox": [0, 0, 2, 2], "area": 4, "num_keypoints": 1, "keypoints": [1, 1, 2] + [0] * 48}
+        for entry in entries
+    ]  # fmt: skip
+    labels.write_text(
+        json.dumps({"images": entries, "annotations": people, "categories": categories})
+    )
     return labels, images, bad
 
 

@@ -27,6 +27,7 @@ class People:
     keypoints: np.ndarray  # (P, K, 3) x, y, score; score 0 where missing
     scores: np.ndarray  # (P,)
     boxes: np.ndarray | None = None  # (P, 4) x, y, w, h: the person boxes (top-down only)
+    category_ids: np.ndarray | None = None  # (P,) the boxes' categories, where known
 
 
 def input_size_for(image_hw: tuple[int, int], height: int, stride: int) -> tuple[int, int]:

@@ -13,19 +13,24 @@ from posekit.bottomup.dataset import BottomUpDataset, TargetSpec, augment_params
 from posekit.bottomup.inference import People, predict_people
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
+from posekit.data.ground_truth import (
+    metric_name,
+    pck_of_closest,
+    score_keypoint_results,
+    single_category_id,
+)
 from posekit.data.images import read_image
-from posekit.data.sources import ground_truth, load_split
+from posekit.data.sources import load_split, run_schema
 from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import lw_openpose_param_groups, plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
-from posekit.evaluation import box_norm, evaluate_keypoints, keypoint_results, pck, save_results
+from posekit.evaluation import keypoint_results, save_results
 from posekit.layouts import KeypointLayout, default_layout
 from posekit.losses import bottomup_loss
 from posekit.models.blocks import cpu_layout
 from posekit.models.lw_openpose import LightweightOpenPose
 from posekit.models.openpose_vgg import OpenPoseVGG19
-from posekit.schema import load_schema
 
 BOTTOMUP_MODELS: dict[str, type[nn.Module]] = {
     "lw_openpose": LightweightOpenPose,
@@ -56,8 +61,7 @@ class BottomUpTask:
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
-        self.schema = load_schema(cfg.data.keypoint_schema)
-        self.metric_name = "AP" if self.schema.has_sigmas else "PCK"
+        self.schema = run_schema(cfg)
         self.layout = default_layout(self.schema)
         self.model = build_bottomup_model(cfg, self.layout)
         self.stride = int(getattr(self.model, "stride", 8))
@@ -68,6 +72,7 @@ class BottomUpTask:
             )
         self.train_data = load_split(cfg, "train", self.schema)
         self.val_data = load_split(cfg, "val", self.schema)
+        self.metric_name = metric_name(self.schema, self.val_data)
 
     def train_dataset(self, stage: int, input_size: int) -> BottomUpDataset:
         """Stage 1 uses ``data.augment``, stage 2 ``data.augment_stage2``; overfit none."""
@@ -149,6 +154,7 @@ def evaluate_bottomup(
     """Predict every image of ``data``; COCO keypoint AP with the schema's sigmas, else PCK."""
     results: list[dict[str, Any]] = []
     found: dict[int, People] = {}
+    category = single_category_id(data)
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -156,30 +162,18 @@ def evaluate_bottomup(
             people = task.predict(model, read_image(data.image_path(record)))
             found[record.image_id] = people
             if len(people.scores):
-                results.extend(keypoint_results(record.image_id, people.keypoints, people.scores))
+                found_results = keypoint_results(
+                    record.image_id, people.keypoints, people.scores, category or 1
+                )
+                results.extend(found_results)
     model.train(was_training)
     if results_path is not None:
         save_results(results, results_path)
     if not data.schema.has_sigmas:
-        return {"PCK": pck_of(data, found)}
-    return evaluate_keypoints(ground_truth(data), results, data.schema.sigmas_array())
+        return pck_of(data, found)
+    return score_keypoint_results(data, results, use_categories=category is not None)
 
 
-def pck_of(data: CocoKeypoints, found: dict[int, People]) -> float:
-    """PCK@0.2 of the box size: each ground-truth person against the closest prediction."""
-    predictions, truths, norms = [], [], []
-    for record in data.images:
-        people = found[record.image_id]
-        for gt, box in zip(record.keypoints, record.boxes, strict=True):
-            if len(people.keypoints):
-                labelled = gt[:, 2] > 0
-                dist = np.linalg.norm(people.keypoints[:, :, :2] - gt[None, :, :2], axis=-1)
-                best = int(np.argmin(np.where(labelled, dist, 0).sum(axis=1)))
-                predictions.append(people.keypoints[best, :, :2])
-            else:
-                predictions.append(np.full((gt.shape[0], 2), -1e6, dtype=np.float32))
-            truths.append(gt)
-            norms.append(box)
-    if not truths:
-        return 0.0
-    return pck(np.stack(predictions), np.stack(truths), box_norm(np.stack(norms)))
+def pck_of(data: CocoKeypoints, found: dict[int, People]) -> dict[str, float]:
+    """PCK (or MPII's PCKh): each ground-truth person against the closest prediction."""
+    return pck_of_closest(data, {image_id: p.keypoints for image_id, p in found.items()})

@@ -1,12 +1,16 @@
 """The data set doctor behind ``posekit check-data --labels JSON --images DIR [--schema YAML]``.
 
-Unlike the loader, which stops at the first unusable entry, :func:`check_dataset` walks the
-whole file and lists every problem with its image and/or annotation id: missing, unreadable or
-mis-sized images, file names escaping the images folder, duplicate ids, annotations on unknown
-images, zero or negative boxes and areas, keypoint arrays of the wrong length for the schema,
-labelled keypoints outside the image, bad visibility flags, and ``num_keypoints`` disagreeing
-with the labelled keypoints. Exit status: 0 clean, 1 problems found; an unreadable labels file
-or schema raises DataError / SchemaError (the CLI's status 2).
+It agrees with the loader on what is an error, a repaired quirk or fine. Unlike the loader,
+which stops at the first error, :func:`check_dataset` walks the whole file and lists every
+*problem* (what training or evaluation cannot use) with its image and/or annotation id:
+missing, unreadable or mis-sized images, file names escaping the images folder, duplicate ids,
+annotations on unknown images, keypoint arrays of the wrong length for the schema, keypoint
+names that are not the schema's, no usable annotation at all, and anything else the loader
+refuses. *Warnings* are the quirks the loader accepts, each with a count and example ids: the
+repairs it makes (areas filled, ``num_keypoints`` recounted, unusual visibility values,
+unlabelled frames left out) and values it uses as they are (zero boxes or areas, labelled
+keypoints outside the image). Exit status: 0 without problems (warnings or not), 1 with
+problems; an unreadable labels file or schema raises DataError / SchemaError (status 2).
 """
 
 from __future__ import annotations
@@ -23,7 +27,17 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from posekit.data.coco import gc_paused, read_coco_json, resolve_image_path, select_category_ids
+from posekit.data.coco import (
+    Repair,
+    check_keypoint_names,
+    gc_paused,
+    joined_keypoints,
+    keypoint_fields,
+    parse_coco_keypoints,
+    read_coco_json,
+    resolve_image_path,
+    select_category_ids,
+)
 from posekit.data.images import read_image
 from posekit.errors import DataError
 from posekit.schema import KeypointSchema, load_schema
@@ -49,6 +63,7 @@ class CheckReport:
     schema_name: str
     problems: list[Problem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[Repair] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -60,7 +75,12 @@ class CheckReport:
     def summary(self) -> str:
         counts = ", ".join(f"{value} {key}" for key, value in self.counts.items())
         verdict = "no problems found" if self.ok else f"{len(self.problems)} problems"
+        if self.warnings:
+            verdict += f", {len(self.warnings)} warnings"
         return f"check-data {self.labels_path} (schema {self.schema_name}): {counts}: {verdict}"
+
+    def warning_lines(self) -> list[str]:
+        return [f"warning {_printable(w.to_line())}" for w in self.warnings]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +91,7 @@ class CheckReport:
             "counts": self.counts,
             "problem_kinds": self.problem_kinds(),
             "problems": [asdict(p) for p in self.problems],
+            "warnings": [w.to_dict() for w in self.warnings],
         }
 
 
@@ -91,6 +112,7 @@ def run_check_data(
     else:
         out.write(report.summary() + "\n")
         out.writelines(problem.to_line() + "\n" for problem in report.problems)
+        out.writelines(line + "\n" for line in report.warning_lines())
     return 0 if report.ok else 1
 
 
@@ -109,15 +131,47 @@ def check_dataset(
     with gc_paused():
         data = read_coco_json(labels_path)
         selected = select_category_ids(data, category_ids, str(labels_path))
+        fields = keypoint_fields(schema, keypoints_field)
         images, entry_problems = _image_entries(data["images"])
         file_problems = _image_file_problems(images, Path(images_root)) if check_images else []
-        counts, annotation_problems = _check_annotations(
-            data["annotations"], images, selected, schema, keypoints_field
+        walk = _check_annotations(data["annotations"], images, selected, schema, fields)
+        report.problems = entry_problems + file_problems + walk.problems
+        report.problems += _names_problems(data, selected, schema, fields, str(labels_path))
+        if walk.counts["usable"] == 0:
+            message = f"no annotation has a labelled keypoint in {'+'.join(fields)}"
+            report.problems.append(Problem("no_usable_annotation", message))
+        report.counts = {"images": len(data["images"]), **walk.counts}
+        report.warnings = walk.warnings + _loader_verdict(
+            data, report, schema, category_ids, keypoints_field
         )
-        report.problems = entry_problems + file_problems + annotation_problems
-        report.counts = {"images": len(data["images"]), **counts}
         del data, images
     return report
+
+
+def _names_problems(
+    data: dict[str, Any], selected: frozenset[int], schema: KeypointSchema,
+    fields: tuple[str, ...], source: str,
+) -> list[Problem]:  # fmt: skip
+    try:
+        check_keypoint_names(data, selected, schema, fields, source)
+    except DataError as exc:
+        return [Problem("keypoint_names", str(exc).removeprefix(f"{source}: "))]
+    return []
+
+
+def _loader_verdict(
+    data: dict[str, Any], report: CheckReport, schema: KeypointSchema,
+    category_ids: list[int] | None, keypoints_field: str,
+) -> list[Repair]:  # fmt: skip
+    """The loader's repairs; what it refuses becomes a problem when the walk found none."""
+    source = report.labels_path
+    try:
+        parsed = parse_coco_keypoints(data, source, schema, category_ids, keypoints_field)
+    except DataError as exc:
+        if report.ok:
+            report.problems.append(Problem("unusable", str(exc).removeprefix(f"{source}: ")))
+        return []
+    return list(parsed.repairs)
 
 
 def _image_entries(entries: list[Any]) -> tuple[dict[int, dict[str, Any]], list[Problem]]:
@@ -174,17 +228,26 @@ def _image_file_problem(entry: dict[str, Any], root: Path) -> Problem | None:
     return None
 
 
+@dataclass
+class _Walk:
+    counts: Counter[str]
+    problems: list[Problem]
+    warnings: list[Repair]
+
+
 def _check_annotations(
     annotations: list[Any],
     images: dict[int, dict[str, Any]],
     selected: frozenset[int],
     schema: KeypointSchema,
-    keypoints_field: str,
-) -> tuple[dict[str, int], list[Problem]]:
-    """Annotation, non-crowd and crowd counts, and every annotation problem."""
+    fields: tuple[str, ...],
+) -> _Walk:
+    """Annotation, non-crowd and crowd counts, every annotation problem, and the warnings of
+    values the loader uses as they are."""
     problems: list[Problem] = []
+    quirks: dict[str, list[int]] = {name: [] for name in _QUIRKS}
     seen_ids: Counter[int] = Counter()
-    counts = Counter(annotations=len(annotations), non_crowd=0, crowd=0)
+    counts = Counter(annotations=len(annotations), non_crowd=0, crowd=0, usable=0)
     for position, ann in enumerate(annotations):
         ann_id = ann.get("id") if isinstance(ann, dict) else None
         if type(ann_id) is not int:
@@ -196,23 +259,37 @@ def _check_annotations(
         if image is None:
             message = f"image_id {reprlib.repr(image_id)} is not in 'images'"
             problems.append(Problem("unknown_image", message, None, ann_id))
-        problems += _box_problems(ann, image_id)
         category_id = ann.get("category_id")
         if isinstance(category_id, (list, dict)) or category_id not in selected:
             continue
+        problems += _box_problems(ann, image_id, quirks)
         if ann.get("iscrowd"):
             counts["crowd"] += 1
             continue
         counts["non_crowd"] += 1
-        problems += _keypoint_problems(ann, image, schema, keypoints_field)
+        found, usable = _keypoint_problems(ann, image, schema, fields, quirks)
+        problems += found
+        counts["usable"] += usable
     for ann_id, times in seen_ids.items():
         if times > 1:
             message = f"annotation id used {times} times"
             problems.append(Problem("duplicate_annotation_id", message, None, ann_id))
-    return dict(counts), problems
+    warnings = [Repair(kind, _QUIRKS[kind], tuple(ids)) for kind, ids in quirks.items() if ids]
+    usable = counts.pop("usable")
+    return _Walk(Counter({**counts, "usable": usable}), problems, warnings)
 
 
-def _box_problems(ann: dict[str, Any], image_id: Any) -> list[Problem]:
+# values the loader uses as they are: warnings, not problems
+_QUIRKS = {
+    "zero_box": "bbox with zero or negative width/height (top-down training skips the person)",
+    "zero_area": "area <= 0 (OKS then matches only exact predictions)",
+    "keypoint_outside_image": "labelled keypoints outside the image (used as they are)",
+}
+
+
+def _box_problems(
+    ann: dict[str, Any], image_id: Any, quirks: dict[str, list[int]]
+) -> list[Problem]:
     ann_id, bbox, area = ann["id"], ann.get("bbox"), ann.get("area")
     image_id = image_id if type(image_id) is int else None
     problems = []
@@ -220,52 +297,46 @@ def _box_problems(ann: dict[str, Any], image_id: Any) -> list[Problem]:
         message = f"bbox {reprlib.repr(bbox)} is not [x, y, w, h]"
         problems.append(Problem("bad_box", message, image_id, ann_id))
     elif bbox[2] <= 0 or bbox[3] <= 0:
-        message = f"bbox {bbox} has zero or negative width/height"
-        problems.append(Problem("bad_box", message, image_id, ann_id))
-    if area is not None and (not _is_number(area) or area <= 0):
-        message = f"area {reprlib.repr(area)} is not a positive number"
+        quirks["zero_box"].append(ann_id)
+    if area is not None and not _is_number(area):
+        message = f"area {reprlib.repr(area)} is not a number"
         problems.append(Problem("bad_area", message, image_id, ann_id))
+    elif area is not None and area <= 0:
+        quirks["zero_area"].append(ann_id)
     return problems
 
 
 def _keypoint_problems(
-    ann: dict[str, Any], image: dict[str, Any] | None, schema: KeypointSchema, field_name: str
-) -> list[Problem]:
-    ann_id, image_id, values = ann["id"], ann.get("image_id"), ann.get(field_name)
+    ann: dict[str, Any],
+    image: dict[str, Any] | None,
+    schema: KeypointSchema,
+    fields: tuple[str, ...],
+    quirks: dict[str, list[int]],
+) -> tuple[list[Problem], bool]:  # problems, has a labelled keypoint
+    ann_id, image_id = ann["id"], ann.get("image_id")
     image_id = image_id if type(image_id) is int else None
+    values = joined_keypoints(ann, fields)
+    values = values if isinstance(values, list) else None
+    where = "+".join(fields)
     expected = 3 * schema.num_keypoints
-    if not isinstance(values, list) or len(values) != expected:
-        length = len(values) if isinstance(values, list) else "no"
+    if values is None or len(values) != expected:
+        length = len(values) if values is not None else "no"
         message = (
-            f"{length} values in {field_name!r} but schema {schema.name!r} needs {expected}; "
+            f"{length} values in {where!r} but schema {schema.name!r} needs {expected}; "
             "pass the matching --schema"
         )
-        return [Problem("bad_keypoints_length", message, image_id, ann_id)]
+        return [Problem("bad_keypoints_length", message, image_id, ann_id)], False
     if not all(_is_number(v) for v in values):
-        message = f"non-numeric or out-of-range {field_name!r}"
-        return [Problem("bad_keypoints", message, image_id, ann_id)]
+        message = f"non-numeric or out-of-range {where!r}"
+        return [Problem("bad_keypoints", message, image_id, ann_id)], False
     xs, ys, vs = values[0::3], values[1::3], values[2::3]
-    problems = []
-    if any(v not in (0, 1, 2) for v in vs):
-        message = f"visibility flags must be 0, 1 or 2, got {sorted(set(vs))}"
-        problems.append(Problem("bad_visibility", message, image_id, ann_id))
     if image is not None and _is_number(image.get("width")) and _is_number(image.get("height")):
         width, height = image["width"], image["height"]
-        outside = [
-            i for i, (x, y, v) in enumerate(zip(xs, ys, vs, strict=True))
-            if v > 0 and not (0 <= x <= width and 0 <= y <= height)
-        ]  # fmt: skip
-        if outside:
-            names = ", ".join(schema.keypoints[i] for i in outside)
-            message = f"labelled keypoints outside the {width}x{height} image: {names}"
-            problems.append(Problem("keypoint_outside_image", message, image_id, ann_id))
-    count_field = f"num_{field_name}"
-    labelled = sum(1 for v in vs if v > 0)
-    if count_field in ann and ann[count_field] != labelled:
-        given = reprlib.repr(ann[count_field])
-        message = f"{count_field} is {given} but {labelled} keypoints have v > 0"
-        problems.append(Problem("num_keypoints_mismatch", message, image_id, ann_id))
-    return problems
+        if any(v > 0 and not (0 <= x <= width and 0 <= y <= height) for x, y, v in zip(
+            xs, ys, vs, strict=True
+        )):  # fmt: skip
+            quirks["keypoint_outside_image"].append(ann_id)
+    return [], any(v > 0 for v in vs)
 
 
 def _printable(text: str) -> str:

@@ -30,15 +30,25 @@ from pycocotools import mask as mask_utils
 
 from posekit.data.images import MAX_IMAGE_PIXELS
 from posekit.errors import DataError
-from posekit.schema import KeypointSchema
+from posekit.schema import KeypointSchema, builtin_schema_for_names, first_name_difference
 
 _NO_BOXES = np.zeros((0, 4), dtype=np.float32)
-_NO_BOXES.flags.writeable = False
+_NO_IDS = np.zeros(0, dtype=np.int64)
+_NO_AREAS = np.zeros(0, dtype=np.float32)
+_NO_FLAGS = np.zeros(0, dtype=bool)
+for _empty in (_NO_BOXES, _NO_IDS, _NO_AREAS, _NO_FLAGS):
+    _empty.flags.writeable = False
 
 
 @dataclass(frozen=True, eq=False, slots=True)
 class PersonImage:
-    """One image and its people. Arrays are read-only; N persons, K keypoints, M ignores."""
+    """One image and its people. Arrays are read-only; N persons, K keypoints, M ignores.
+
+    Ignore regions are crowd annotations, image-level ignore regions (PoseTrack's) and
+    non-crowd annotations without a labelled keypoint. Training masks them all out;
+    evaluation keeps the last kind as non-crowd people that COCOeval ignores
+    (``ignore_crowd`` False), the others as crowd regions.
+    """
 
     image_id: int
     file_name: str
@@ -50,10 +60,46 @@ class PersonImage:
     annotation_ids: np.ndarray  # (N,) int64
     ignore_segmentations: tuple[Any, ...]  # (M,) raw COCO polygons / RLE, None when absent
     ignore_boxes: np.ndarray  # (M, 4) float32 xywh of the same ignore regions
+    category_ids: np.ndarray = field(default_factory=lambda: _NO_IDS)  # (N,) int64
+    ignore_annotation_ids: np.ndarray = field(default_factory=lambda: _NO_IDS)  # (M,) int64
+    ignore_category_ids: np.ndarray = field(default_factory=lambda: _NO_IDS)  # (M,) int64
+    ignore_areas: np.ndarray = field(default_factory=lambda: _NO_AREAS)  # (M,) float32
+    ignore_crowd: np.ndarray = field(default_factory=lambda: _NO_FLAGS)  # (M,) bool
+    head_sizes: np.ndarray | None = None  # (N,) float32 PCKh normaliser (MPII), else None
 
     @property
     def num_persons(self) -> int:
         return int(self.keypoints.shape[0])
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A quirk of a labels file that the loader accepts after a fix (a check-data warning)."""
+
+    kind: str
+    message: str  # what was done, e.g. "'area' missing: filled with the segmentation area"
+    annotation_ids: tuple[int, ...]  # every annotation (or image) it concerns
+    on_images: bool = False  # the ids are image ids
+
+    def to_line(self) -> str:
+        ids = list(self.annotation_ids)
+        what = "image" if self.on_images else "annotation"
+        plural = "s" if len(ids) != 1 else ""
+        examples = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        return f"{self.kind}: {len(ids)} {what}{plural} (e.g. {examples}): {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        what = "image_ids" if self.on_images else "annotation_ids"
+        ids = list(self.annotation_ids)
+        return {"kind": self.kind, "message": self.message, "count": len(ids), what: ids}
+
+
+@dataclass(frozen=True)
+class Category:
+    """A selected category of the labels file, as evaluation writes it back."""
+
+    id: int
+    name: str
 
 
 @dataclass
@@ -66,6 +112,8 @@ class CocoKeypoints:
     images_root: Path
     # keypoints mapped from the file's own set onto ``schema`` (the file is not the GT then)
     remapped: bool = False
+    categories: tuple[Category, ...] = (Category(1, "person"),)
+    repairs: tuple[Repair, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -85,28 +133,149 @@ def load_coco_keypoints(
     """Load a COCO keypoint JSON; DataError (one line, naming the file) when it is unusable."""
     labels_path = Path(labels)
     with gc_paused():  # the parsed JSON must be freed before GC resumes: see gc_paused
-        records = _load_records(labels_path, schema, category_ids, keypoints_field)
+        loaded = parse_coco_keypoints(
+            read_coco_json(labels_path), str(labels_path), schema, category_ids, keypoints_field
+        )
+    records = loaded.images
     if not include_empty_images:
         records = [r for r in records if r.num_persons > 0]
-    return CocoKeypoints(records, schema, labels_path, Path(images_root))
-
-
-def _load_records(
-    labels_path: Path, schema: KeypointSchema, category_ids: list[int] | None, field_name: str
-) -> list[PersonImage]:
-    source = str(labels_path)
-    data = read_coco_json(labels_path)
-    image_table = _parse_images(data["images"], source)
-    selected = select_category_ids(data, category_ids, source)
-    persons, crowds = _collect_annotations(
-        data["annotations"], image_table.index_of, selected, field_name, schema, source
+    return CocoKeypoints(
+        records,
+        schema,
+        labels_path,
+        Path(images_root),
+        categories=loaded.categories,
+        repairs=loaded.repairs,
     )
-    return _build_records(image_table, persons, crowds, field_name, schema, source)
+
+
+@dataclass(frozen=True)
+class ParsedKeypoints:
+    images: list[PersonImage]
+    categories: tuple[Category, ...]
+    repairs: tuple[Repair, ...]
+
+
+def parse_coco_keypoints(
+    data: dict[str, Any],
+    source: str,
+    schema: KeypointSchema,
+    category_ids: list[int] | None = None,
+    keypoints_field: str = "keypoints",
+) -> ParsedKeypoints:
+    """The records of a parsed COCO keypoint dict (``source`` names it in errors)."""
+    fields = keypoint_fields(schema, keypoints_field)
+    table = _parse_images(data["images"], source, keep_unlabelled=False)
+    selected = select_category_ids(data, category_ids, source)
+    categories = _selected_categories(data, selected)
+    check_keypoint_names(data, selected, schema, fields, source)
+    persons, crowds = _collect_annotations(
+        data["annotations"], table.index_of, selected, fields, schema, source, table.dropped,
+        _count_hint(data, selected, schema),
+    )  # fmt: skip
+    records, repairs = _build_records(table, persons, crowds, fields, schema, source)
+    if not any(record.num_persons for record in records):
+        raise DataError(
+            f"{source}: no annotation of categories {[c.id for c in categories]} has a labelled "
+            f"keypoint in {'+'.join(fields)}; check the file, data.category_ids and "
+            "keypoints_field"
+        )
+    return ParsedKeypoints(records, categories, (*table.repairs, *repairs))
+
+
+def keypoint_fields(schema: KeypointSchema, keypoints_field: str = "keypoints") -> tuple[str, ...]:
+    """The annotation fields whose lists, joined, are a person's keypoints: ``keypoints_field``
+    when it is not the default, else the schema's own (COCO-WholeBody's five), else
+    ``keypoints``."""
+    if keypoints_field == "keypoints" and schema.keypoints_fields:
+        return tuple(schema.keypoints_fields)
+    return (keypoints_field,)
+
+
+def _selected_categories(data: dict[str, Any], selected: frozenset[int]) -> tuple[Category, ...]:
+    names = {c["id"]: c.get("name") for c in _selected_category_entries(data, selected)}
+    return tuple(
+        Category(int(i), str(names.get(i) or f"category {i}"))
+        for i in sorted(i for i in selected if type(i) is int)
+    )
+
+
+def check_keypoint_names(
+    data: dict[str, Any],
+    selected: frozenset[int],
+    schema: KeypointSchema,
+    fields: tuple[str, ...],
+    source: str,
+) -> None:
+    """DataError when a selected category names as many keypoints as the schema but other
+    ones (or in another order): the first difference and the built-in schema that fits."""
+    if fields != ("keypoints",):
+        return  # a category's list describes the 'keypoints' field only
+    for category in _selected_category_entries(data, selected):
+        names = category.get("keypoints")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            continue
+        if len(names) != schema.num_keypoints:
+            continue  # the keypoint arrays' length check names the count
+        difference = first_name_difference(names, schema)
+        if difference is not None:
+            raise DataError(
+                f"{source}: category {category.get('id')}'s keypoints differ from the "
+                f"schema: {difference}; {schema_hint(names)}"
+            )
+
+
+def _count_hint(data: dict[str, Any], selected: frozenset[int], schema: KeypointSchema) -> str:
+    """The fix for keypoint arrays of the wrong length: the built-in schema of the file's names
+    (or, when those are the run's, the field that holds them)."""
+    for category in _selected_category_entries(data, selected):
+        names = category.get("keypoints")
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            if first_name_difference(names, schema) is None:
+                return (
+                    "the file's category names this schema's keypoints: name the field "
+                    "that holds them with data.keypoints_field (e.g. keypoints_21)"
+                )
+            return schema_hint(names)
+    return "pass the matching data.schema"
+
+
+def _selected_category_entries(
+    data: dict[str, Any], selected: frozenset[int]
+) -> list[dict[str, Any]]:
+    """The category objects whose integer id is selected (malformed entries skipped: the
+    category checks name those)."""
+    categories = data.get("categories")
+    if not isinstance(categories, list):
+        return []
+    return [
+        c for c in categories
+        if isinstance(c, dict) and type(c.get("id")) is int and c["id"] in selected
+    ]  # fmt: skip
+
+
+def schema_hint(names: list[str]) -> str:
+    """'pass data.schema=NAME (it matches the file)' when a built-in fits, else a general fix."""
+    match = builtin_schema_for_names(names)
+    if match is not None:
+        return f"the built-in schema {match!r} matches the file: pass data.schema={match}"
+    return "pass a schema YAML with the file's keypoints (data.schema=FILE.yaml)"
 
 
 def read_coco_json(path: str | Path) -> dict[str, Any]:
     """Parse a COCO JSON file that has ``images`` and ``annotations`` lists."""
     path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object with 'images' and 'annotations'")
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise DataError(f"{path}: missing or non-list {key!r}; is this a COCO labels file?")
+    return data
+
+
+def read_json(path: Path) -> Any:
+    """Parse a labels JSON with orjson; DataError naming the file when it cannot."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -121,11 +290,6 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc}); fix or re-export the file") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object with 'images' and 'annotations'")
-    for key in ("images", "annotations"):
-        if not isinstance(data.get(key), list):
-            raise DataError(f"{path}: missing or non-list {key!r}; is this a COCO labels file?")
     return data
 
 
@@ -216,16 +380,24 @@ class _ImageTable:
     widths: list[int]
     heights: list[int]
     index_of: dict[int, int]
+    # PoseTrack-style image-level ignore regions: per image, COCO polygons (empty: none)
+    ignore_polygons: list[list[list[float]]] = field(default_factory=list)
+    dropped: frozenset[int] = frozenset()  # unlabelled frames left out (their ids)
+    repairs: tuple[Repair, ...] = ()
 
 
-def _parse_images(entries: list[Any], source: str) -> _ImageTable:
-    ids, names, widths, heights = [], [], [], []
+def _parse_images(entries: list[Any], source: str, keep_unlabelled: bool = True) -> _ImageTable:
+    """The image entries; frames marked ``is_labeled: false`` (PoseTrack) are left out unless
+    ``keep_unlabelled``: their people are not labelled, so they are neither training nor
+    evaluation images."""
+    ids, names, widths, heights, polygons = [], [], [], [], []
     index_of: dict[int, int] = {}
+    dropped: list[int] = []
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise DataError(f"{source}: images[{position}] is not an object")
         image_id = _as_int(entry.get("id"), f"images[{position}].id", source)
-        if image_id in index_of:
+        if image_id in index_of or image_id in dropped:
             raise DataError(
                 f"{source}: image id {image_id} appears twice; run posekit check-data to list "
                 "duplicates"
@@ -233,12 +405,53 @@ def _parse_images(entries: list[Any], source: str) -> _ImageTable:
         file_name = entry.get("file_name")
         if not isinstance(file_name, str) or not file_name:
             raise DataError(f"{source}: image {image_id} has no string 'file_name'")
-        index_of[image_id] = position
+        if not keep_unlabelled and entry.get("is_labeled") is False:
+            dropped.append(image_id)
+            continue
+        index_of[image_id] = len(ids)
         ids.append(image_id)
         names.append(file_name)
-        widths.append(_as_int(entry.get("width"), f"image {image_id} width", source))
-        heights.append(_as_int(entry.get("height"), f"image {image_id} height", source))
-    return _ImageTable(ids, names, widths, heights, index_of)
+        widths.append(_as_size(entry.get("width"), f"image {image_id} width", source))
+        heights.append(_as_size(entry.get("height"), f"image {image_id} height", source))
+        polygons.append(_image_ignore_polygons(entry, image_id, source))
+    repairs = ()
+    if dropped:
+        message = "frames marked is_labeled: false are left out (their people are unlabelled)"
+        repairs = (Repair("unlabelled_frame", message, tuple(dropped), on_images=True),)
+    return _ImageTable(ids, names, widths, heights, index_of, polygons, frozenset(dropped), repairs)
+
+
+def _as_size(value: Any, what: str, source: str) -> int:
+    size = _as_int(value, what, source)
+    if size <= 0:
+        raise DataError(f"{source}: {what} must be a positive integer, got {size}")
+    return size
+
+
+def _image_ignore_polygons(entry: dict[str, Any], image_id: int, source: str) -> list[list[float]]:
+    """PoseTrack's ``ignore_regions_x`` / ``ignore_regions_y`` (one list of x and one of y per
+    region) as COCO polygons ``[x0, y0, x1, y1, ...]``."""
+    xs, ys = entry.get("ignore_regions_x"), entry.get("ignore_regions_y")
+    if xs is None and ys is None:
+        return []
+    try:
+        if len(xs) != len(ys):
+            raise ValueError("as many x lists as y lists")
+        regions = []
+        for x, y in zip(xs, ys, strict=True):
+            if len(x) != len(y) or not all(_is_coordinate(v) for v in (*x, *y)):
+                raise ValueError("each region's x and y lists must be numbers of equal length")
+            if len(x) >= 3:
+                regions.append([float(v) for pair in zip(x, y, strict=True) for v in pair])
+        return regions
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"{source}: image {image_id}: unreadable ignore_regions_x/ignore_regions_y ({exc})"
+        ) from None
+
+
+def _is_coordinate(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def _as_int(value: Any, what: str, source: str) -> int:
@@ -264,6 +477,7 @@ class _Group:
     annotations: list[dict[str, Any]] = field(default_factory=list)
     image_index: list[int] = field(default_factory=list)
     position: list[int] = field(default_factory=list)
+    keypoints: list[list[Any]] = field(default_factory=list)  # persons: the joined fields
 
     def column(self, key: str) -> list[Any]:
         return [ann.get(key) for ann in self.annotations]
@@ -273,13 +487,17 @@ def _collect_annotations(
     annotations: list[Any],
     index_of: dict[int, int],
     selected: frozenset[int],
-    keypoints_field: str,
+    fields: tuple[str, ...],
     schema: KeypointSchema,
     source: str,
+    dropped: frozenset[int] = frozenset(),
+    hint: str = "pass the matching data.schema",
 ) -> tuple[_Group, _Group]:
-    """One pass over the annotations: (non-crowd persons, crowd regions) of selected categories."""
+    """One pass over the annotations: (non-crowd persons, crowd regions) of selected categories.
+    A person's keypoints are its ``fields`` joined (stored under ``_KEYPOINTS``)."""
     persons, crowds = _Group(), _Group()
     expected = 3 * schema.num_keypoints
+    seen_ids: set[int] = set()
     for position, ann in enumerate(annotations):
         if type(ann) is not dict:
             raise DataError(f"{source}: annotations[{position}] is not an object")
@@ -287,18 +505,36 @@ def _collect_annotations(
         if isinstance(category_id, (list, dict)) or category_id not in selected:
             continue
         image_id = ann.get("image_id")
+        if type(image_id) is int and image_id in dropped:
+            continue
         image_index = index_of.get(image_id) if type(image_id) is int else None
         if image_index is None or type(ann.get("id")) is not int:
             _raise_bad_annotation(ann, position, index_of, source)
+        if ann["id"] in seen_ids:
+            raise DataError(
+                f"{source}: annotation id {ann['id']} appears twice; give each annotation its "
+                "own id (posekit check-data lists them)"
+            )
+        seen_ids.add(ann["id"])
         group = crowds if ann.get("iscrowd") else persons
         if group is persons:
-            keypoints = ann.get(keypoints_field)
+            keypoints = joined_keypoints(ann, fields)
             if type(keypoints) is not list or len(keypoints) != expected:
-                _raise_bad_keypoints(ann["id"], keypoints, keypoints_field, schema, source)
+                _raise_bad_keypoints(ann, keypoints, fields, schema, source, hint)
+            group.keypoints.append(keypoints)
         group.annotations.append(ann)
         group.image_index.append(image_index)
         group.position.append(position)
     return persons, crowds
+
+
+def joined_keypoints(ann: dict[str, Any], fields: tuple[str, ...]) -> Any:
+    if len(fields) == 1:
+        return ann.get(fields[0])
+    parts = [ann.get(name) for name in fields]
+    if not all(type(part) is list for part in parts):
+        return None
+    return list(chain.from_iterable(parts))
 
 
 def _raise_bad_annotation(
@@ -319,16 +555,23 @@ def _raise_bad_annotation(
 
 
 def _raise_bad_keypoints(
-    ann_id: int, keypoints: Any, field_name: str, schema: KeypointSchema, source: str
+    ann: dict[str, Any],
+    keypoints: Any,
+    fields: tuple[str, ...],
+    schema: KeypointSchema,
+    source: str,
+    hint: str,
 ) -> None:
+    where = "+".join(fields)
     if type(keypoints) is not list:
         raise DataError(
-            f"{source}: annotation {ann_id} has no list {field_name!r}; check keypoints_field"
+            f"{source}: annotation {ann['id']} has no list {where!r}; check keypoints_field"
         )
+    count = len(keypoints) // 3
     raise DataError(
-        f"{source}: annotation {ann_id} has {len(keypoints)} values in {field_name!r} but schema "
-        f"{schema.name!r} has {schema.num_keypoints} keypoints (needs {3 * schema.num_keypoints});"
-        " pass the matching schema with --schema"
+        f"{source}: annotation {ann['id']} has {len(keypoints)} values ({count} keypoints) in "
+        f"{where!r} but schema {schema.name!r} has {schema.num_keypoints} keypoints (needs "
+        f"{3 * schema.num_keypoints}); {hint}"
     )
 
 
@@ -355,20 +598,67 @@ def _float_rows(values: list[Any], width: int, what: str, ids: list[Any], source
     raise DataError(f"{source}: {what} values are not all numeric")
 
 
-def _areas(areas: list[Any], boxes: np.ndarray, ids: list[Any], source: str) -> np.ndarray:
-    """'area' per annotation as float32; box w * h where the annotation has none."""
+def _areas(group: _Group, boxes: np.ndarray, table: _ImageTable, source: str) -> np.ndarray:
+    """'area' per annotation as float32. A missing or null area is filled as COCO defines it:
+    the segmentation's area, else the box's w * h (see :func:`area_repairs`)."""
+    areas, ids = group.column("area"), group.column("id")
     for ann_id, area in zip(ids, areas, strict=True):
         if area is not None and type(area) not in (int, float):
             raise DataError(
                 f"{source}: annotation {ann_id}: 'area' must be a number, got {reprlib.repr(area)}"
             )
     values = np.array([np.nan if a is None else a for a in areas], dtype=np.float64)
+    for row in np.flatnonzero(np.isnan(values)).tolist():
+        values[row] = _filled_area(group, row, boxes[row], table)
     with np.errstate(over="ignore"):
-        result = np.where(np.isnan(values), boxes[:, 2] * boxes[:, 3], values).astype(np.float32)
+        result = values.astype(np.float32)
     bad = np.flatnonzero(~np.isfinite(result))
     if bad.size:
         raise DataError(f"{source}: annotation {ids[bad[0]]}: 'area' (or bbox w * h) is not finite")
     return result
+
+
+def _filled_area(group: _Group, row: int, box: np.ndarray, table: _ImageTable) -> float:
+    segmentation = group.annotations[row].get("segmentation")
+    if segmentation:
+        index = group.image_index[row]
+        height, width = table.heights[index], table.widths[index]
+        rle = _segmentation_rle(segmentation, height, width, table.ids[index])
+        if rle is not None:
+            return float(mask_utils.area(rle))
+    return float(box[2]) * float(box[3])
+
+
+def _field_repairs(groups: tuple[_Group, ...]) -> tuple[Repair, ...]:
+    """Missing or null ``area`` (filled) and missing ``iscrowd`` (read as 0)."""
+    annotations = [a for group in groups for a in group.annotations]
+    missing_area = tuple(a["id"] for a in annotations if a.get("area") is None)
+    missing_crowd = tuple(a["id"] for a in annotations if "iscrowd" not in a)
+    repairs = []
+    if missing_area:
+        message = "'area' missing or null: filled with the segmentation's area, else the box's w*h"
+        repairs.append(Repair("area_filled", message, missing_area))
+    if missing_crowd:
+        message = "'iscrowd' missing: read as 0 (not a crowd region)"
+        repairs.append(Repair("iscrowd_missing", message, missing_crowd))
+    return tuple(repairs)
+
+
+def _count_repairs(persons: _Group, visibility: np.ndarray) -> tuple[Repair, ...]:
+    """num_keypoints recounted from the flags; flags other than 0, 1, 2 read as v > 0."""
+    counted = (visibility > 0).sum(axis=1).tolist()
+    given = persons.column("num_keypoints")
+    ids = persons.column("id")
+    recounted = tuple(i for i, g, c in zip(ids, given, counted, strict=True) if g != c)
+    unusual = np.flatnonzero(~np.isin(visibility, (0.0, 1.0, 2.0)).all(axis=1)).tolist()
+    repairs = []
+    if recounted:
+        message = "'num_keypoints' missing or not the count of flags v > 0: recounted"
+        repairs.append(Repair("num_keypoints_recounted", message, recounted))
+    if unusual:
+        message = "visibility flags other than 0, 1, 2: v > 0 counts as labelled"
+        repairs.append(Repair("visibility_values", message, tuple(ids[i] for i in unusual)))
+    return tuple(repairs)
 
 
 def _group_slices(sorted_image_index: np.ndarray, num_images: int) -> list[slice]:
@@ -389,50 +679,128 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 class _Ignores:
     segmentations: list[Any]
     boxes: np.ndarray
+    areas: np.ndarray
+    annotation_ids: np.ndarray
+    category_ids: np.ndarray
+    crowd: np.ndarray
     slices: list[slice]
 
 
 def _ignore_regions(
-    persons: _Group, person_boxes: np.ndarray, unlabelled: np.ndarray, crowds: _Group,
-    num_images: int, source: str,
+    persons: _Group, person_columns: dict[str, np.ndarray], unlabelled: np.ndarray,
+    crowds: _Group, table: _ImageTable, source: str,
 ) -> _Ignores:  # fmt: skip
-    """Crowd regions and persons without labelled keypoints, in file order within each image."""
-    crowd_boxes = _float_rows(crowds.column("bbox"), 4, "bbox", crowds.column("id"), source)
+    """Crowd regions, persons without labelled keypoints and image-level regions, in file
+    order within each image (image-level ones last)."""
+    crowd_ids = crowds.column("id")
+    crowd_boxes = _float_rows(crowds.column("bbox"), 4, "bbox", crowd_ids, source)
     picked = unlabelled.tolist()
-    image_index = np.array([persons.image_index[i] for i in picked] + crowds.image_index, np.int64)
-    position = np.array([persons.position[i] for i in picked] + crowds.position, np.int64)
+    extra = _image_level_regions(table, max([0, *crowd_ids, *persons.column("id")]))
+    last = len(persons.annotations) + len(crowds.annotations)
+    image_index = np.array(
+        [persons.image_index[i] for i in picked] + crowds.image_index + extra.image_index,
+        np.int64,
+    )
+    position = np.array(
+        [persons.position[i] for i in picked] + crowds.position + [last] * len(extra.ids),
+        np.int64,
+    )
     order = np.lexsort((position, image_index)).tolist()
     segmentations = [persons.annotations[i].get("segmentation") for i in picked]
-    segmentations += crowds.column("segmentation")
-    boxes = np.concatenate([person_boxes[unlabelled], crowd_boxes]).reshape(-1, 4)
+    segmentations += crowds.column("segmentation") + extra.polygons
+    columns = {
+        "boxes": np.concatenate(
+            [person_columns["boxes"][unlabelled], crowd_boxes, extra.boxes]
+        ).reshape(-1, 4),
+        "areas": np.concatenate(
+            [
+                person_columns["areas"][unlabelled],
+                _areas(crowds, crowd_boxes, table, source),
+                extra.areas,
+            ]
+        ).astype(np.float32),
+        "annotation_ids": np.concatenate(
+            [person_columns["ids"][unlabelled], np.asarray(crowd_ids, np.int64), extra.ids]
+        ).astype(np.int64),
+        "category_ids": np.concatenate(
+            [person_columns["categories"][unlabelled], _category_column(crowds), extra.categories]
+        ).astype(np.int64),
+        "crowd": np.concatenate(
+            [np.zeros(len(picked), bool), np.ones(len(crowd_ids) + len(extra.ids), bool)]
+        ),
+    }
     return _Ignores(
         segmentations=[segmentations[i] for i in order],
-        boxes=_frozen(boxes[order]),
-        slices=_group_slices(image_index[order], num_images),
+        **{name: _frozen(values[order]) for name, values in columns.items()},
+        slices=_group_slices(image_index[order], len(table.ids)),
     )
 
 
+@dataclass(frozen=True)
+class _ImageRegions:
+    image_index: list[int]
+    polygons: list[list[list[float]]]
+    boxes: np.ndarray
+    areas: np.ndarray
+    ids: np.ndarray
+    categories: np.ndarray
+
+
+def _image_level_regions(table: _ImageTable, max_id: int) -> _ImageRegions:
+    """Image-level ignore regions as crowd regions of category 1, ids after the file's."""
+    image_index, polygons, boxes, areas = [], [], [], []
+    for index, regions in enumerate(table.ignore_polygons):
+        for polygon in regions:
+            xy = np.asarray(polygon, np.float64).reshape(-1, 2)
+            x0, y0 = xy.min(axis=0)
+            x1, y1 = xy.max(axis=0)
+            image_index.append(index)
+            polygons.append([polygon])
+            boxes.append([x0, y0, x1 - x0, y1 - y0])
+            rle = _segmentation_rle([polygon], table.heights[index], table.widths[index], 0)
+            areas.append(float(mask_utils.area(rle)) if rle is not None else 0.0)
+    count = len(polygons)
+    return _ImageRegions(
+        image_index,
+        polygons,
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(areas, np.float32),
+        np.arange(max_id + 1, max_id + 1 + count, dtype=np.int64),
+        np.ones(count, np.int64),
+    )
+
+
+def _category_column(group: _Group) -> np.ndarray:
+    return np.asarray(group.column("category_id"), dtype=np.int64).reshape(-1)
+
+
 def _build_records(
-    table: _ImageTable, persons: _Group, crowds: _Group, field_name: str,
+    table: _ImageTable, persons: _Group, crowds: _Group, fields: tuple[str, ...],
     schema: KeypointSchema, source: str,
-) -> list[PersonImage]:  # fmt: skip
+) -> tuple[list[PersonImage], tuple[Repair, ...]]:  # fmt: skip
     count, num_images, k = len(persons.annotations), len(table.ids), schema.num_keypoints
     ids = persons.column("id")
-    keypoints = _float_rows(persons.column(field_name), 3 * k, field_name, ids, source)
-    keypoints = keypoints.reshape(count, k, 3)
+    where = "+".join(fields)
+    keypoints = _float_rows(persons.keypoints, 3 * k, where, ids, source).reshape(count, k, 3)
     boxes = _float_rows(persons.column("bbox"), 4, "bbox", ids, source)
-    areas = _areas(persons.column("area"), boxes, ids, source)
+    columns = {
+        "keypoints": keypoints,
+        "boxes": boxes,
+        "areas": _areas(persons, boxes, table, source),
+        "ids": np.asarray(ids, dtype=np.int64),
+        "categories": _category_column(persons),
+    }
+    head_sizes = _head_sizes(persons, source)
     image_index = np.asarray(persons.image_index, dtype=np.int64)
     labelled = (keypoints[:, :, 2] > 0).any(axis=1)
-    ignores = _ignore_regions(persons, boxes, np.flatnonzero(~labelled), crowds, num_images, source)
+    ignores = _ignore_regions(persons, columns, np.flatnonzero(~labelled), crowds, table, source)
+    repairs = _field_repairs((persons, crowds)) + _count_repairs(persons, keypoints[:, :, 2])
 
     chosen = np.flatnonzero(labelled)
     chosen = chosen[np.argsort(image_index[chosen], kind="stable")]
     person_slices = _group_slices(image_index[chosen], num_images)
-    ids_array = np.asarray(ids, dtype=np.int64)
-    keypoints, boxes, areas, ids_array = (
-        _frozen(a[chosen]) for a in (keypoints, boxes, areas, ids_array)
-    )
+    kept = {name: _frozen(values[chosen]) for name, values in columns.items()}
+    heads = None if head_sizes is None else _frozen(head_sizes[chosen])
     records = []
     for i, image_id in enumerate(table.ids):
         p, g = person_slices[i], ignores.slices[i]
@@ -442,15 +810,31 @@ def _build_records(
                 file_name=table.file_names[i],
                 width=table.widths[i],
                 height=table.heights[i],
-                keypoints=keypoints[p],
-                boxes=boxes[p],
-                areas=areas[p],
-                annotation_ids=ids_array[p],
+                keypoints=kept["keypoints"][p],
+                boxes=kept["boxes"][p],
+                areas=kept["areas"][p],
+                annotation_ids=kept["ids"][p],
                 ignore_segmentations=tuple(ignores.segmentations[g]),
                 ignore_boxes=ignores.boxes[g] if g.stop > g.start else _NO_BOXES,
+                category_ids=kept["categories"][p],
+                ignore_annotation_ids=ignores.annotation_ids[g],
+                ignore_category_ids=ignores.category_ids[g],
+                ignore_areas=ignores.areas[g],
+                ignore_crowd=ignores.crowd[g],
+                head_sizes=None if heads is None else heads[p],
             )
         )
-    return records
+    return records, repairs
+
+
+def _head_sizes(persons: _Group, source: str) -> np.ndarray | None:
+    """MPII's PCKh normaliser, carried as a ``head_size`` field (see posekit.data.mpii)."""
+    values = persons.column("head_size")
+    if not values or all(v is None for v in values):
+        return None
+    if not all(type(v) in (int, float) for v in values):
+        raise DataError(f"{source}: every annotation needs a numeric 'head_size' or none does")
+    return np.asarray(values, dtype=np.float32)
 
 
 def _segmentation_rle(segmentation: Any, height: int, width: int, image_id: int) -> Any:

@@ -135,13 +135,7 @@ class _Parsed:
 def _parse(labels_path: Path, requested: list[int] | None) -> _Parsed:
     source = str(labels_path)
     data = read_coco_json(labels_path)
-    table = _parse_images(data["images"], source)
-    for image_id, width, height in zip(table.ids, table.widths, table.heights, strict=True):
-        if width <= 0 or height <= 0:
-            raise DataError(
-                f"{source}: image {image_id} has size {width}x{height}; width and height must "
-                "be positive"
-            )
+    table = _parse_images(data["images"], source)  # sizes positive
     by_id = _parse_categories(data, source)
     selected = _select(by_id, requested, source)
     parsed = _Parsed(data, table, [by_id[c] for c in selected])

@@ -12,6 +12,7 @@ same samples; the loop shuffles the table each epoch.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,13 @@ from typing import Any
 import numpy as np
 
 from posekit.config import DataSource, PosekitConfig
-from posekit.data.coco import CocoKeypoints, PersonImage
-from posekit.data.training_labels import load_training_labels
+from posekit.data.coco import CocoKeypoints
+from posekit.data.training_labels import (
+    is_yolo_data_yaml,
+    load_training_labels,
+    looks_like_mpii,
+)
+from posekit.data.ultralytics import yolo_schema
 from posekit.errors import ConfigError
 from posekit.schema import KeypointSchema, load_schema
 
@@ -78,11 +84,16 @@ def load_source(
     """One labels file, its keypoints mapped onto ``run_schema`` when its own set differs."""
     if source.labels is None:
         raise ConfigError(f"{where}.labels is not set; give the labels file")
-    if source.images is None:
+    yolo = is_yolo_data_yaml(Path(source.labels))
+    if source.images is None and not yolo:
         raise ConfigError(f"{where}.images is not set; give the images folder of {source.labels}")
     own = load_schema(source.keypoint_schema) if source.keypoint_schema else run_schema
     field = source.keypoints_field or cfg.data.keypoints_field
-    data = load_training_labels(source.labels, source.images, own, cfg.data.category_ids, field)
+    split = "val" if where == "data.val" else "train"
+    data = load_training_labels(
+        source.labels, source.images, own, cfg.data.category_ids, field, split, source.head_boxes
+    )
+    report_repairs(data)
     if source.keypoint_mapping is None and own == run_schema:
         return data
     pairs = source.keypoint_mapping
@@ -92,6 +103,32 @@ def load_source(
         pairs, own.num_keypoints, run_schema.num_keypoints, f"{where}.keypoint_mapping"
     )
     return remap_data(data, run_schema, mapping)
+
+
+def report_repairs(data: CocoKeypoints) -> None:
+    """One line per repair the loader made (posekit check-data lists the same)."""
+    for repair in data.repairs:
+        print(f"posekit: {data.labels_path}: {repair.to_line()}", file=sys.stderr)
+
+
+def run_schema(cfg: PosekitConfig) -> KeypointSchema:
+    """The run's keypoint schema: ``data.schema``; when that is the default (coco17) and the
+    labels are a YOLO data set, the schema its data.yaml defines (kpt_shape, flip_idx, names;
+    coco17 itself for a COCO-17 data.yaml)."""
+    if cfg.data.keypoint_schema == "coco17":
+        for source in (cfg.data.train, cfg.data.val):
+            if source.labels is not None and is_yolo_data_yaml(Path(source.labels)):
+                return yolo_schema(Path(source.labels))
+    return load_schema(cfg.data.keypoint_schema)
+
+
+def expected_metric(cfg: PosekitConfig) -> str:
+    """The metric a run of ``cfg`` reports (see :func:`posekit.data.ground_truth.metric_name`),
+    known before any labels are loaded."""
+    if run_schema(cfg).has_sigmas:
+        return "AP"
+    labels = cfg.data.val.labels
+    return "PCKh" if labels is not None and looks_like_mpii(Path(labels)) else "PCK"
 
 
 def load_split(cfg: PosekitConfig, split: str, schema: KeypointSchema) -> CocoKeypoints | None:
@@ -152,46 +189,3 @@ def load_train_sets(
         sets, ratios = [single], [1.0]
     table = sample_table([sizes_of(data) for data in sets], ratios, cfg.seed)
     return CombinedKeypoints(sets, table)
-
-
-def ground_truth(data: CocoKeypoints) -> Path | dict[str, Any]:
-    """What to evaluate against: the labels file itself, or (remapped) a dict built here."""
-    return coco_ground_truth(data) if data.remapped else data.labels_path
-
-
-def coco_ground_truth(data: CocoKeypoints) -> dict[str, Any]:
-    """A COCO keypoint dict of ``data`` as loaded (e.g. after remapping), for evaluation:
-    its people, and its ignore regions as crowd annotations."""
-    images, annotations = [], []
-    for record in data.images:
-        images.append(
-            {"id": record.image_id, "file_name": record.file_name,
-             "width": record.width, "height": record.height}
-        )  # fmt: skip
-        annotations.extend(_person_annotations(record, len(annotations)))
-    categories = [
-        {"id": 1, "name": "person", "keypoints": list(data.schema.keypoints),
-         "skeleton": [[a + 1, b + 1] for a, b in data.schema.skeleton]}
-    ]  # fmt: skip
-    return {"images": images, "annotations": annotations, "categories": categories}
-
-
-def _person_annotations(record: PersonImage, first_id: int) -> list[dict[str, Any]]:
-    entries = []
-    count = record.keypoints.shape[1]
-    for keypoints, box, area in zip(record.keypoints, record.boxes, record.areas, strict=True):
-        entries.append(
-            {"image_id": record.image_id, "category_id": 1, "iscrowd": 0,
-             "keypoints": keypoints.reshape(-1).tolist(), "bbox": box.tolist(),
-             "area": float(area), "num_keypoints": int((keypoints[:, 2] > 0).sum())}
-        )  # fmt: skip
-    for segmentation, box in zip(record.ignore_segmentations, record.ignore_boxes, strict=True):
-        entry = {"image_id": record.image_id, "category_id": 1, "iscrowd": 1,
-                 "keypoints": [0.0] * (3 * count), "bbox": box.tolist(),
-                 "area": float(box[2] * box[3]), "num_keypoints": 0}  # fmt: skip
-        if segmentation is not None:
-            entry["segmentation"] = segmentation
-        entries.append(entry)
-    for index, entry in enumerate(entries):
-        entry["id"] = first_id + index + 1
-    return entries

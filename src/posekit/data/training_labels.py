@@ -1,6 +1,9 @@
-"""Training labels in either form the bottom-up family accepts: a COCO keypoint JSON, or the
-prepared labels of Lightweight OpenPose (``posekit prepare`` JSON, or the original's ``.pkl``
-read through the restricted unpickler).
+"""Labels in every form posekit reads, as one :class:`CocoKeypoints`: a COCO keypoint JSON, an
+Ultralytics YOLO pose ``data.yaml`` (its ``train`` or ``val`` split), MPII's converted JSON
+(a list of ``image``/``center``/``scale``/``joints``/``joints_vis`` entries), or the prepared
+labels of Lightweight OpenPose (``posekit prepare`` JSON, or the original's ``.pkl`` read
+through the restricted unpickler). The first three go through the one COCO parser, so they
+are validated, repaired and evaluated alike.
 
 A prepared record is one chosen person with the other people of its image; it becomes one
 :class:`PersonImage` whose people are that person and the others, with the record's crowd
@@ -15,8 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from posekit.data.coco import CocoKeypoints, PersonImage, load_coco_keypoints
+from posekit.data.coco import (
+    CocoKeypoints,
+    PersonImage,
+    gc_paused,
+    load_coco_keypoints,
+    parse_coco_keypoints,
+    read_json,
+)
+from posekit.data.mpii import is_mpii_entries, mpii_to_coco
 from posekit.data.prepared_labels import load_prepared_labels
+from posekit.data.ultralytics import read_yolo_split
 from posekit.errors import DataError
 from posekit.schema import KeypointSchema
 
@@ -38,11 +50,16 @@ def is_prepared_labels(path: Path) -> bool:
 
 def load_training_labels(
     labels: str | Path,
-    images_root: str | Path,
+    images_root: str | Path | None,
     schema: KeypointSchema,
     category_ids: list[int] | None = None,
     keypoints_field: str = "keypoints",
+    split: str = "train",
+    head_boxes: str | Path | None = None,
 ) -> CocoKeypoints:
+    """The labels at ``labels`` in whichever form they are (``split`` picks a YOLO data set's
+    split; ``head_boxes`` is MPII's ``mpii_gt_val.mat``). ``images_root`` may be None for a
+    YOLO data set, whose data.yaml says where its images are."""
     path = Path(labels)
     try:
         found = path.is_file()
@@ -50,11 +67,69 @@ def load_training_labels(
         found = False
     if not found:
         raise DataError(f"labels file {path} not found; check the path")
+    if is_yolo_data_yaml(path):
+        return _load_yolo(path, images_root, schema, split)
+    if images_root is None:
+        raise DataError(f"{path}: give the images folder of these labels")
     if not is_prepared_labels(path):
         return load_coco_keypoints(path, images_root, schema, category_ids, keypoints_field)
+    if looks_like_mpii(path):
+        with gc_paused():
+            data = read_json(path)
+            if is_mpii_entries(data):
+                coco = mpii_to_coco(data, str(path), Path(images_root), _optional(head_boxes))
+                return _from_coco_dict(coco, path, Path(images_root), schema, category_ids)
     records = load_prepared_labels(path)
     images = [prepared_record_to_image(r, schema, path, i) for i, r in enumerate(records)]
     return CocoKeypoints(images, schema, path, Path(images_root))
+
+
+def is_yolo_data_yaml(path: Path) -> bool:
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
+def _optional(path: str | Path | None) -> Path | None:
+    return None if path is None else Path(path)
+
+
+def looks_like_mpii(path: Path) -> bool:
+    """MPII's list names ``joints_vis`` in its first entry; prepared labels never do."""
+    try:
+        with path.open("rb") as handle:
+            return b'"joints_vis"' in handle.read(4096)
+    except OSError:
+        return False
+
+
+def _from_coco_dict(
+    coco: dict[str, Any], path: Path, images_root: Path, schema: KeypointSchema,
+    category_ids: list[int] | None, source: str | None = None,
+) -> CocoKeypoints:  # fmt: skip
+    parsed = parse_coco_keypoints(coco, source or str(path), schema, category_ids)
+    return CocoKeypoints(
+        parsed.images, schema, path, images_root,
+        categories=parsed.categories, repairs=parsed.repairs,
+    )  # fmt: skip
+
+
+def _load_yolo(
+    path: Path, images_root: str | Path | None, schema: KeypointSchema, split: str
+) -> CocoKeypoints:
+    """A YOLO pose split through the COCO parser. Keypoint names the data.yaml does not give
+    (``kpt_0``...) are not compared with the run's schema; given ones are."""
+    found = read_yolo_split(path, split)
+    coco = found.coco
+    if found.schema.num_keypoints == schema.num_keypoints and not yolo_names_given(found.schema):
+        coco = {**coco, "categories": [
+            {k: v for k, v in c.items() if k != "keypoints"} for c in coco["categories"]
+        ]}  # fmt: skip
+    root = Path(images_root) if images_root is not None else found.images_root
+    return _from_coco_dict(coco, path, root, schema, None, f"{path} ({split} split)")
+
+
+def yolo_names_given(schema: KeypointSchema) -> bool:
+    """False for the placeholder names ``kpt_0``, ``kpt_1``... of a data.yaml without names."""
+    return list(schema.keypoints) != [f"kpt_{i}" for i in range(schema.num_keypoints)]
 
 
 def _keypoints(rows: Any, schema: KeypointSchema, where: str) -> np.ndarray:

@@ -13,24 +13,24 @@ from posekit.bottomup.inference import People
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.detections import load_detections
+from posekit.data.ground_truth import (
+    metric_name,
+    pck_scores,
+    score_keypoint_results,
+    single_category_id,
+)
 from posekit.data.images import read_image
-from posekit.data.sources import CombinedKeypoints, ground_truth, load_split, load_train_sets
+from posekit.data.sources import CombinedKeypoints, load_split, load_train_sets, run_schema
 from posekit.decode.topdown import oks_nms, rescore
 from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
-from posekit.evaluation import (
-    box_norm,
-    evaluate_keypoints,
-    keypoint_results,
-    pck,
-    save_results,
-)
+from posekit.evaluation import keypoint_results, save_results
 from posekit.losses_topdown import topdown_loss
 from posekit.models.blocks import cpu_layout
 from posekit.models.topdown import TopDownPoseNet
-from posekit.schema import KeypointSchema, load_schema
+from posekit.schema import KeypointSchema
 from posekit.topdown.dataset import (
     TopDownDataset,
     TopDownSpec,
@@ -81,8 +81,7 @@ class TopDownTask:
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.device = device
-        self.schema = load_schema(cfg.data.keypoint_schema)
-        self.metric_name = "AP" if self.schema.has_sigmas else "PCK"
+        self.schema = run_schema(cfg)
         self.model = build_topdown_model(cfg, self.schema)
         self.spec = topdown_spec(cfg, self.model)
         self.flip_index = self.schema.flip_index()
@@ -90,6 +89,7 @@ class TopDownTask:
             cfg, self.schema, sizes_of=count_people
         )
         self.val_data = load_split(cfg, "val", self.schema)
+        self.metric_name = metric_name(self.schema, self.val_data)
 
     def train_dataset(self, stage: int, input_size: int) -> TopDownDataset:
         """Stage 1 uses ``topdown.augment``, stage 2 ``topdown.augment_stage2``; overfit none.
@@ -116,7 +116,13 @@ class TopDownTask:
     def checkpoint_extras(self) -> dict[str, Any]:
         return {"schema": self.schema.to_dict(), "family": self.family}
 
-    def predict_people(self, model: nn.Module, image: np.ndarray, boxes: Boxes) -> People:
+    def predict_people(
+        self,
+        model: nn.Module,
+        image: np.ndarray,
+        boxes: Boxes,
+        category_ids: np.ndarray | None = None,  # (M,) the boxes' categories, where known
+    ) -> People:
         """Keypoints in each box, rescored, after OKS-NMS."""
         box_array, box_scores = boxes
         if len(box_array) == 0:
@@ -134,7 +140,8 @@ class TopDownTask:
             keep = oks_nms(
                 keypoints, scores, areas, self.schema.sigmas_array(), settings.oks_nms_threshold
             )
-        return People(keypoints[keep], scores[keep].astype(np.float32), box_array[keep])
+        categories = None if category_ids is None else np.asarray(category_ids)[keep]
+        return People(keypoints[keep], scores[keep].astype(np.float32), box_array[keep], categories)
 
     def predict(self, model: nn.Module, image: np.ndarray) -> People:
         """The whole image as one person box (``posekit predict`` without a detector)."""
@@ -163,27 +170,41 @@ class TopDownTask:
         without sigmas gets PCK@0.2 of the box size on the ground-truth boxes instead."""
         boxes_of = ground_truth_boxes(data)
         if not data.schema.has_sigmas:
-            return {"PCK": self.pck_on(model, data)}
+            return self.pck_on(model, data)
+        categories_of: dict[int, np.ndarray | None] = {
+            r.image_id: r.category_ids for r in data.images
+        }
         if detections is not None:
             found = load_detections(detections, self.cfg.topdown.box_score_threshold)
             empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
             boxes_of = {r.image_id: found.get(r.image_id, empty) for r in data.images}
+            categories_of = dict.fromkeys(categories_of)  # a detector's boxes: unknown
+        fallback = single_category_id(data)
         results: list[dict[str, Any]] = []
         was_training = model.training
         model.eval()
         with torch.no_grad():
             for record in data.images:
                 image = read_image(data.image_path(record))
-                people = self.predict_people(model, image, boxes_of[record.image_id])
-                results.extend(keypoint_results(record.image_id, people.keypoints, people.scores))
+                people = self.predict_people(
+                    model, image, boxes_of[record.image_id], categories_of[record.image_id]
+                )
+                categories = people.category_ids
+                if categories is None:
+                    categories = np.full(len(people.scores), fallback or 1)
+                results.extend(
+                    keypoint_results(record.image_id, people.keypoints, people.scores, categories)
+                )
         model.train(was_training)
         if results_path is not None:
             save_results(results, results_path)
-        return evaluate_keypoints(ground_truth(data), results, data.schema.sigmas_array())
+        known = detections is None or fallback is not None
+        return score_keypoint_results(data, results, use_categories=known)
 
-    def pck_on(self, model: nn.Module, data: CocoKeypoints) -> float:
-        """PCK@0.2 of each ground-truth person from the keypoints predicted in its box."""
-        predictions, truths, boxes = [], [], []
+    def pck_on(self, model: nn.Module, data: CocoKeypoints) -> dict[str, float]:
+        """PCK (or MPII's PCKh) of each ground-truth person from the keypoints predicted in
+        its box."""
+        predictions, records = [], []
         for record in data.images:
             if not record.num_persons:
                 continue
@@ -193,13 +214,9 @@ class TopDownTask:
                 self.device,
             )  # fmt: skip
             predictions.append(keypoints[..., :2])
-            truths.append(record.keypoints)
-            boxes.append(record.boxes)
-        if not truths:
-            return 0.0
-        return pck(
-            np.concatenate(predictions), np.concatenate(truths), box_norm(np.concatenate(boxes))
-        )
+            records.append(record)
+        stacked = np.concatenate(predictions) if predictions else np.zeros((0, 0, 2), np.float32)
+        return pck_scores(data, stacked, records)
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
         """The first ``count`` validation images with their ground-truth people predicted."""
