@@ -31,6 +31,7 @@ WHOLEBODY = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_
 REAL_SETS = {
     "coco": ("coco/test_coco.json", "coco", "coco17", ("keypoints",)),
     "coco_wholebody": ("coco/test_coco_wholebody.json", "coco", "coco_wholebody", WHOLEBODY),
+    "coco_wholebody_body": ("coco/test_coco_wholebody.json", "coco", "coco17", ("keypoints",)),
     "crowdpose": ("crowdpose/test_crowdpose.json", "crowdpose", "crowdpose", ("keypoints",)),
     "aic": ("aic/test_aic.json", "aic", "aic", ("keypoints",)),
     "ap10k": ("ap10k/test_ap10k.json", "ap10k", "ap10k", ("keypoints",)),
@@ -71,6 +72,7 @@ def repaired_file(raw: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any
         ann["iscrowd"] = int(bool(ann.get("iscrowd", 0)))
         if not ann["iscrowd"]:
             ann["num_keypoints"] = sum(1 for v in ann["keypoints"][2::3] if v > 0)
+        ann.setdefault("num_keypoints", 0)  # a crowd region's (COCOeval reads it)
         if ann.get("area") is None:
             segmentation = ann.get("segmentation")
             if segmentation:
@@ -274,3 +276,68 @@ def test_metric_name_follows_sigmas_and_head_sizes() -> None:
         )
         == "PCK"
     )
+
+
+def generated_file(schema_name: str, seed: int = 0) -> dict[str, Any]:
+    """A small COCO file of a keypoint set without a real sample here (Halpe, OCHuman):
+    three images, people with some keypoints unlabelled, one crowd region, no 'area'."""
+    schema = load_schema(schema_name)
+    rng = np.random.default_rng(seed)
+    images, annotations = [], []
+    for image_id in (1, 2, 3):
+        images.append({"id": image_id, "file_name": f"{image_id}.jpg", "width": 640,
+                       "height": 480})  # fmt: skip
+        for _ in range(3):
+            x0, y0 = rng.uniform(0, 400), rng.uniform(0, 250)
+            w, h = rng.uniform(60, 200), rng.uniform(100, 220)
+            points = np.stack(
+                [rng.uniform(x0, x0 + w, schema.num_keypoints),
+                 rng.uniform(y0, y0 + h, schema.num_keypoints),
+                 rng.choice([0, 1, 2], schema.num_keypoints, p=[0.2, 0.3, 0.5])], axis=1,
+            )  # fmt: skip
+            points[points[:, 2] == 0, :2] = 0
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                "iscrowd": 0, "bbox": [x0, y0, w, h], "keypoints": points.reshape(-1).tolist(),
+            })  # fmt: skip
+    annotations.append({
+        "id": len(annotations) + 1, "image_id": 2, "category_id": 1, "iscrowd": 1,
+        "bbox": [10, 10, 50, 80], "keypoints": [0] * (3 * schema.num_keypoints),
+        "segmentation": [[10, 10, 60, 10, 60, 90, 10, 90]],
+    })  # fmt: skip
+    categories = [{"id": 1, "name": "person", "keypoints": list(schema.keypoints),
+                   "skeleton": [[a + 1, b + 1] for a, b in schema.skeleton]}]  # fmt: skip
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+@pytest.mark.parametrize("schema_name", ["halpe", "halpe26", "ochuman", "coco_wholebody"])
+def test_generated_files_of_sets_without_a_sample(tmp_path: Path, schema_name: str) -> None:
+    from posekit.data.check import check_dataset
+
+    raw = generated_file(schema_name)
+    if schema_name == "coco_wholebody":  # spread over its five fields, as the real files are
+        sizes = [17, 6, 68, 21, 21]
+        for ann in raw["annotations"]:
+            values, start = ann.pop("keypoints"), 0
+            for name, size in zip(WHOLEBODY, sizes, strict=True):
+                ann[name] = values[3 * start : 3 * (start + size)]
+                start += size
+        raw["categories"][0]["keypoints"] = list(COCO17.keypoints)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(raw))
+    schema = load_schema(schema_name)
+    report = check_dataset(labels, tmp_path, schema, check_images=False)
+    assert report.ok, report.problems
+    assert {w.kind for w in report.warnings} == {
+        "area_filled", "num_keypoints_recounted"
+    }  # fmt: skip
+    data = load_coco_keypoints(labels, tmp_path, schema)
+    fields = WHOLEBODY if schema_name == "coco_wholebody" else ("keypoints",)
+    repaired = repaired_file(raw, fields)
+    assert score_keypoint_results(data, gt_as_predictions(repaired))["AP"] == 1.0
+    results = noisy(gt_as_predictions(repaired), seed=1)
+    for backend in ("fast", "pycocotools"):
+        ours = score_keypoint_results(data, results, backend=backend)
+        reference = evaluate_keypoints(repaired, results, schema.sigmas_array(), "pycocotools")
+        assert 0 < reference["AP"] < 1
+        assert ours == pytest.approx(reference, abs=1e-12)
