@@ -18,6 +18,14 @@ def real_samples_dir() -> Path:
     return REPO_ROOT.parent / "shared" / "data" / "real"
 
 
+def real_sample(relative: str) -> Path:
+    """``relative`` under the real samples folder; the test is skipped where it is missing."""
+    path = real_samples_dir() / relative
+    if not path.exists():
+        pytest.skip(f"real sample {relative} not found under {real_samples_dir()}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def real_coco_dir() -> Path:
     path = real_samples_dir() / "coco"

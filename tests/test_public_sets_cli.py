@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import real_samples_dir
+from .conftest import real_sample as real
 
 TINY_BOTTOMUP = (
     "model.params={num_refinement_stages: 1, num_channels: 16, width_mult: 0.25, head_width: 32}"
@@ -32,13 +32,6 @@ def posekit(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess
     )  # fmt: skip
     assert result.returncode == code, result.stdout[-2000:] + result.stderr[-3000:]
     return result
-
-
-def real(relative: str) -> Path:
-    path = real_samples_dir() / relative
-    if not path.exists():
-        pytest.skip(f"real sample {relative} not found under {real_samples_dir()}")
-    return path
 
 
 def last_row(work: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ from posekit.data.training_labels import load_training_labels
 from posekit.evaluation import evaluate_keypoints
 from posekit.schema import COCO17, load_schema
 
-from ..conftest import real_samples_dir
+from ..conftest import real_sample
 
 # (labels under ../shared/data/real, images root, schema, annotation fields of the keypoints)
 WHOLEBODY = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
@@ -51,10 +51,7 @@ REAL_SETS = {
 
 def _real(name: str) -> tuple[Path, Path, str, tuple[str, ...]]:
     labels, images, schema, fields = REAL_SETS[name]
-    root = real_samples_dir()
-    if not (root / labels).is_file():
-        pytest.skip(f"real sample {labels} not found under {root}")
-    return root / labels, root / images, schema, fields
+    return real_sample(labels), real_sample(images), schema, fields
 
 
 def repaired_file(raw: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:

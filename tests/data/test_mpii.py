@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from posekit.data.mpii import (
 )
 from posekit.errors import DataError
 
+from ..conftest import real_sample
+
 # The real sample's images, in the file's entry order, with their (width, height).
 REAL_IMAGES = [
     ("005808361.jpg", 1280, 720),
@@ -32,20 +33,9 @@ REAL_IMAGES = [
 TABLE_KEYS = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "PCKh", "PCKh@0.1"]
 
 
-def _real_samples_dir() -> Path:
-    """As tests/conftest.py: ``$POSEKIT_SAMPLE_DIR`` or ../shared/data/real."""
-    override = os.environ.get("POSEKIT_SAMPLE_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
-
-
 @pytest.fixture(scope="module")
 def real_mpii_dir() -> Path:
-    path = _real_samples_dir() / "mpii"
-    if not (path / "test_mpii.json").is_file():
-        pytest.skip(f"real MPII sample not found at {path} (set POSEKIT_SAMPLE_DIR)")
-    return path
+    return real_sample("mpii/test_mpii.json").parent
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,16 @@ from posekit.data.ultralytics import (
 from posekit.errors import DataError
 from posekit.schema import COCO17, KeypointSchema, make_schema
 
+from ..conftest import real_sample
+
 CROWDPOSE_FLIPS = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)]
 CROWDPOSE_SIGMAS = [0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087,
                     0.089, 0.089, 0.079, 0.079]  # fmt: skip
 
 
-def _real_samples_dir() -> Path:
-    """As tests/conftest.py: ``$POSEKIT_SAMPLE_DIR`` or ../shared/data/real."""
-    override = os.environ.get("POSEKIT_SAMPLE_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
-
-
 @pytest.fixture(scope="module")
 def crowdpose_dir() -> Path:
-    path = _real_samples_dir() / "crowdpose"
-    if not (path / "test_crowdpose.json").is_file():
-        pytest.skip(f"real CrowdPose sample not found at {path} (set POSEKIT_SAMPLE_DIR)")
-    return path
+    return real_sample("crowdpose/test_crowdpose.json").parent
 
 
 def _crowdpose_schema(labels: Path) -> KeypointSchema:

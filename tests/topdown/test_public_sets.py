@@ -14,7 +14,7 @@ import torch
 from posekit.config import PosekitConfig
 from posekit.topdown.task import TopDownTask
 
-from ..conftest import real_samples_dir
+from ..conftest import real_sample
 from .test_task import GroundTruthNet
 
 # name: (labels, images root, schema, metric)
@@ -37,13 +37,11 @@ def public_task(
     make: Callable[..., PosekitConfig], name: str, *words: str, **params: object
 ) -> TopDownTask:
     labels, images, schema, _ = PUBLIC_SETS[name]
-    root = real_samples_dir()
-    if not (root / labels).is_file():
-        pytest.skip(f"real sample {labels} not found under {root}")
+    labels_path, images_path = real_sample(labels), real_sample(images)
     cfg = make(
         f"data.schema={schema}",
-        f"data.train.labels={root / labels}", f"data.train.images={root / images}",
-        f"data.val.labels={root / labels}", f"data.val.images={root / images}",
+        f"data.train.labels={labels_path}", f"data.train.images={images_path}",
+        f"data.val.labels={labels_path}", f"data.val.images={images_path}",
         *words, input_size=[256, 192], **params,
     )  # fmt: skip
     return TopDownTask(cfg, torch.device("cpu"))
