@@ -227,7 +227,7 @@ class Trainer:
         if missing:
             raise CheckpointError(
                 f"{path}: not a full training checkpoint (no {missing[0]!r}); to start a new "
-                f"run from its weights use training.load_from={path}"
+                f"run from its weights use --weights-only (or training.load_from={path})"
             )
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])

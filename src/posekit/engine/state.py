@@ -109,3 +109,36 @@ def model_state_from(data: dict[str, Any], prefer_ema: bool = False) -> dict[str
     if all(isinstance(v, torch.Tensor) for v in data.values()):
         return data  # a bare state dict
     raise CheckpointError("checkpoint holds no model weights (no 'model' or 'state_dict' key)")
+
+
+_STAGE_KEY = re.compile(r"^refinement_stages\.(\d+)\.")
+
+
+def _stage_count(keys: Any) -> int:
+    found = {int(m.group(1)) for key in keys if (m := _STAGE_KEY.match(key))}
+    return max(found) + 1 if found else 0
+
+
+def weights_mismatch(
+    model_state: dict[str, torch.Tensor], file_state: dict[str, torch.Tensor]
+) -> str | None:
+    """What differs between a model's tensors and a file's, in words a user can act on
+    (None when they fit): refinement stages, else the first missing, extra or reshaped one."""
+    in_file, in_model = _stage_count(file_state), _stage_count(model_state)
+    if in_file != in_model:
+        return (
+            f"the file has {in_file} refinement stages, the config {in_model}: pass "
+            f"model.params.num_refinement_stages={in_file}"
+        )
+    for key, value in model_state.items():
+        if key not in file_state:
+            return f"the model's {key} is not in the file (another architecture or model.params)"
+        if tuple(file_state[key].shape) != tuple(value.shape):
+            return (
+                f"{key} is {tuple(file_state[key].shape)} in the file, {tuple(value.shape)} in "
+                "the model: set model.params (or data.schema) as the file was trained"
+            )
+    extra = next((key for key in file_state if key not in model_state), None)
+    if extra is not None:
+        return f"the file's {extra} is not in the model (another architecture or model.params)"
+    return None
