@@ -31,6 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.errors import ConfigError
+from posekit.models.backbone_weights import BackboneWeightsReport
+
+# The backbone is posekit's own (two 3x3 stem convs, a strided first stage, SiLU): no public
+# ImageNet weights (torchvision, timm) have its layout, so ``backbone_weights`` is refused.
+NO_PUBLIC_WEIGHTS = "no public ImageNet weights fit it (posekit's own layout)"
 
 
 @dataclass(frozen=True)
@@ -396,14 +401,29 @@ class RTDetr(nn.Module):
 
     family = "detector"
 
-    def __init__(self, num_classes: int = 1, size: str = "tiny", **overrides: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1,
+        size: str = "tiny",
+        backbone_weights: str | None = None,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
+        if backbone_weights:
+            raise ConfigError(
+                "model.params.backbone_weights: the detector's backbone is posekit's own "
+                "(3x3 stem convs, a strided first stage, SiLU) and no public ImageNet weights "
+                "fit it; remove backbone_weights (the detector trains from random weights)"
+            )
         self.size = detector_size(size, overrides)
         self.size_name = size
         self.num_classes = num_classes
         spec = self.size
         dim = spec.hidden_dim
         self.backbone = DetectorBackbone(spec.widths, spec.depths)
+        self.backbone_weights_report = BackboneWeightsReport(
+            f"of rtdetr ({size})", note=NO_PUBLIC_WEIGHTS
+        )
         self.encoder = HybridEncoder(self.backbone.out_channels, spec)
         levels = len(self.backbone.out_channels)
         self.proposal_projection = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))

@@ -2,8 +2,10 @@
 
 Module names follow torchvision (``features.N...`` for MobileNetV2; ``conv1``, ``bn1``,
 ``layer1``..``layer4`` for ResNet), so the state-dict keys of their ImageNet weights, less the
-classifier (``classifier.*`` / ``fc.*``), load by name. Each backbone returns its stride-32
-feature map and says how many channels it has in ``out_channels``.
+classifier (``classifier.*`` / ``fc.*``), load by name; timm's ResNet names are the same, its
+MobileNetV2 ones are mapped (:mod:`posekit.models.backbone_weights`, ``backbone_weights``).
+Each backbone returns its stride-32 feature map and says how many channels it has in
+``out_channels``.
 """
 
 from __future__ import annotations

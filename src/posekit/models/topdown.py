@@ -9,6 +9,9 @@ A backbone from :mod:`posekit.models.backbones` (stride 32) and one of two heads
   ``round(H * r)`` y-bins per keypoint (``r`` = ``simcc_split_ratio``).
 
 Submodules are ``backbone`` and ``head`` so a backbone is frozen by the prefix ``"backbone."``.
+``backbone_weights`` (a torchvision or timm ImageNet file) is loaded into the backbone when the
+model is built (:mod:`posekit.models.backbone_weights`); ``backbone_weights_report`` says what
+was loaded, or that the backbone starts from random weights.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from posekit.errors import ConfigError, did_you_mean
+from posekit.models.backbone_weights import BackboneWeightsReport, load_backbone_weights
 from posekit.models.backbones import build_backbone
 
 BACKBONE_STRIDE = 32
@@ -128,6 +132,7 @@ class TopDownPoseNet(nn.Module):
         simcc_hidden: int = 256,
         width_mult: float = 1.0,
         backbone_params: dict | None = None,
+        backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
         if head not in HEAD_KINDS:
@@ -145,6 +150,12 @@ class TopDownPoseNet(nn.Module):
         self.simcc_split_ratio = simcc_split_ratio
         params = backbone_arguments(backbone, width_mult, backbone_params)
         self.backbone = build_backbone(backbone, **params)
+        self.backbone_name = backbone
+        self.backbone_weights_report = (
+            load_backbone_weights(self.backbone, backbone, str(backbone_weights))
+            if backbone_weights
+            else BackboneWeightsReport(backbone)
+        )
         in_channels = int(self.backbone.out_channels)
         if head == "heatmap":
             if 2 ** len(deconv_channels) > BACKBONE_STRIDE:
