@@ -3,7 +3,9 @@
 ``safetensors``: the model weights (the EMA average when the checkpoint has one) in a
 ``.safetensors`` file plus a ``.json`` sidecar holding the resolved config and the keypoint
 schema, so posekit (``val``, ``predict``) loads it back without the training checkpoint.
-``onnx``: the network (last stage's heatmaps and PAFs) with dynamic batch, height and width.
+``onnx``: the network (last stage's heatmaps and PAFs) with dynamic batch, height and width,
+and posekit's metadata (family, config, schema, input rules; :mod:`posekit.onnx_runtime`), so
+``val`` and ``predict`` run it through onnxruntime.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Any
 import torch
 
 from posekit.atomic import atomic_write_bytes, atomic_write_text
-from posekit.engine.state import load_checkpoint, model_state_from
+from posekit.engine.state import load_checkpoint
 from posekit.errors import CheckpointError, UserError
+from posekit.schema import COCO17
 
-FORMATS = ("safetensors", "onnx")
+FORMATS = ("safetensors", "onnx", "lwop")
 SIDECAR_FORMAT = "posekit-weights-v1"
 
 
@@ -31,18 +34,20 @@ def sidecar_path(weights: Path) -> Path:
 def export_safetensors(checkpoint: str | Path, out: Path) -> Path:
     from safetensors.torch import save
 
+    from posekit.inference_model import read_weights
+
     data = load_checkpoint(checkpoint)
-    if data.get("config") is None:
+    state, config = read_weights(checkpoint)  # an original-repository file: converted
+    if config is None:
         raise CheckpointError(f"{checkpoint}: holds no posekit config; export a posekit checkpoint")
-    state = model_state_from(data, prefer_ema=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     atomic_write_bytes(out, save(tensors, metadata={"format": SIDECAR_FORMAT}))
     sidecar = {
         "format": SIDECAR_FORMAT,
         "family": data.get("family", "bottomup"),
         "weights": "ema" if data.get("ema") else "model",
-        "schema": data.get("schema"),
-        "config": data["config"],
+        "schema": data.get("schema", COCO17.to_dict()),
+        "config": config,
     }
     atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=2))
     return out
@@ -73,19 +78,29 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 def export_onnx(checkpoint: str | Path, out: Path, opset: int = 17) -> Path:
     """The network of a checkpoint or weights file as ONNX (see :func:`write_onnx`)."""
     from posekit.inference_model import load_model
+    from posekit.onnx_runtime import onnx_metadata
 
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise UserError(f"{checkpoint} is ONNX already; export the .pth checkpoint it came from")
     loaded = load_model(checkpoint)
     detector = loaded.task.family == "detector"
     size = loaded.cfg.data.input_size if detector else loaded.cfg.inference.input_height
-    return write_onnx(loaded.model, out, size, opset)
+    return write_onnx(loaded.model, out, size, opset, onnx_metadata(loaded))
 
 
-def write_onnx(network: torch.nn.Module, out: Path, input_height: int, opset: int = 17) -> Path:
+def write_onnx(
+    network: torch.nn.Module,
+    out: Path,
+    input_height: int,
+    opset: int = 17,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Bottom-up: outputs ``heatmaps`` and ``pafs`` (last stage), dynamic height and width.
     Top-down: ``heatmaps`` (or ``simcc_x``, ``simcc_y``) for crops of the model's
     ``input_size``, dynamic batch. Detector: ``logits`` (B, Q, C) and ``boxes`` (B, Q, 4,
     normalised cxcywh) of the last decoder layer for square ``input_height`` images, dynamic
-    batch. Written to a temporary file, then renamed."""
+    batch. ``metadata`` (posekit's, see :mod:`posekit.onnx_runtime`) goes into the file's
+    ``metadata_props``. Written to a temporary file, then renamed."""
     network = copy.deepcopy(network).cpu().to(memory_format=torch.contiguous_format).eval()
     model, example, outputs, axes = _onnx_graph(network, input_height)
     try:
@@ -102,6 +117,10 @@ def write_onnx(network: torch.nn.Module, out: Path, input_height: int, opset: in
             model, (example,), str(tmp), input_names=["image"], output_names=outputs,
             dynamic_axes=axes, opset_version=opset, dynamo=False,
         )  # fmt: skip
+    if metadata:
+        from posekit.onnx_runtime import add_metadata
+
+        add_metadata(tmp, metadata)
     tmp.replace(out)
     return out
 
@@ -163,11 +182,17 @@ def run_export(weights: str, fmt: str, out: str | None = None) -> Path:
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r}: choose one of {list(FORMATS)}")
     source = Path(weights)
-    target = Path(out) if out else source.with_suffix(f".{fmt}")
+    suffix = "_lwop.pth" if fmt == "lwop" else f".{fmt}"  # lwop: the original's checkpoint
+    target = Path(out) if out else source.with_name(source.stem + suffix)
     if target.resolve() == source.resolve():
         raise UserError(f"--out {target} would overwrite the checkpoint; choose another name")
-    result = (
-        export_safetensors(source, target) if fmt == "safetensors" else export_onnx(source, target)
-    )
+    if fmt == "lwop":
+        from posekit.bottomup.original_checkpoints import export_original
+
+        result = export_original(source, target)
+    elif fmt == "safetensors":
+        result = export_safetensors(source, target)
+    else:
+        result = export_onnx(source, target)
     print(f"wrote {result}" + (f" and {sidecar_path(result)}" if fmt == "safetensors" else ""))
     return result
