@@ -237,3 +237,32 @@ def test_a_config_with_class_ids_alone_names_them() -> None:
     task = DetectorTask(cfg, CPU)
     assert task.category_names == ["person", "category 18"]
     assert task.model.num_classes == 2
+
+
+def test_imagenet_backbone_trains_and_its_file_is_not_needed_after(
+    detector_config: Callable[..., PosekitConfig],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from posekit.training import train
+
+    from ..models.test_backbone_weights import imagenet_file
+
+    weights_file = tmp_path / "resnet18-imagenet.pth"
+    torch.save(imagenet_file("resnet18", "torchvision"), weights_file)
+    cfg = detector_config(
+        "training.max_epochs=1",
+        "model.params={size: tiny, backbone: resnet18, hidden_dim: 32, num_heads: 2, "
+        f"num_queries: 10, num_decoder_layers: 2, backbone_weights: '{weights_file}'}}",
+    )
+    said: list[str] = []
+    train(cfg, say=said.append)
+    assert any(
+        line.startswith(f"backbone resnet18: ImageNet weights from {weights_file}")
+        and "0 shape-mismatched, 0 missing, 0 unexpected" in line
+        for line in said
+    ), said
+    weights_file.unlink()  # the trained weights replace the ImageNet ones
+    run_weights = cfg.resolved_work_dir() / "checkpoints" / "last.pth"
+    assert main(["val", "--weights", str(run_weights), "--json"]) == 0
+    assert "AP" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])

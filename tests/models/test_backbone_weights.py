@@ -214,12 +214,57 @@ def test_random_start_is_said_once_and_other_models_say_nothing() -> None:
     assert backbone_weights_summary(torch.nn.Linear(2, 2)) == []
 
 
-def test_detector_backbone_has_no_public_weights() -> None:
+def test_detector_own_backbone_has_no_public_weights() -> None:
     with pytest.raises(ConfigError, match="backbone_weights") as error:
         RTDetr(num_classes=1, backbone_weights="resnet18.pth")
     assert "\n" not in str(error.value) and "no public ImageNet weights" in str(error.value)
+    assert "model.params.backbone" in str(error.value)
     lines = backbone_weights_summary(RTDetr(num_classes=1, backbone_weights=None))
     assert len(lines) == 1 and "rtdetr (tiny) starts from random weights" in lines[0]
+    with pytest.raises(ConfigError, match="'resnet19' is unknown for the detector"):
+        RTDetr(num_classes=1, backbone="resnet19")
+
+
+@pytest.mark.parametrize(("arch", "library"), [("resnet18", "torchvision"), ("mobilenet_v2", "timm")])
+def test_detector_loads_imagenet_weights_into_a_shared_backbone(
+    arch: str, library: str, tmp_path: Path
+) -> None:
+    state = imagenet_file(arch, library)
+    path = _save(state, tmp_path / f"{arch}.pth")
+    detector = RTDetr(num_classes=1, backbone=arch, backbone_weights=str(path))
+    net = detector.backbone.net
+    mapping = key_map(arch, layout_of(arch, library), net.state_dict())
+    # every tensor is the file's: reset_parameters ran before the load
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, state[mapping[key]]), key
+    lines = backbone_weights_summary(detector)
+    assert lines[0].startswith(f"backbone {arch}: ImageNet weights from {path}")
+    assert f"{len(mapping)} tensors loaded, 0 shape-mismatched, 0 missing" in lines[0]
+    random_start = RTDetr(num_classes=1, backbone=arch)
+    assert backbone_weights_summary(random_start)[0].startswith(f"backbone {arch} starts from")
+    assert random_start.state_dict().keys() == detector.state_dict().keys()
+    levels = detector.backbone(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape[1:]) for f in levels] == [
+        (c, 64 // s, 64 // s) for c, s in zip(detector.backbone.out_channels, (8, 16, 32))
+    ]
+    detector.eval()
+    with torch.no_grad():
+        outputs = detector(torch.zeros(1, 3, 64, 64))
+    assert outputs.boxes.shape[-1] == 4
+
+
+def test_feature_levels_end_where_the_stride_doubles() -> None:
+    mobilenet = build_backbone("mobilenet_v2")
+    assert mobilenet.level_ends == (6, 13, 18)  # torchvision's features.6 / .13 / .18
+    assert mobilenet.level_channels == (32, 96, 1280)
+    assert build_backbone("resnet50").level_channels == (512, 1024, 2048)
+    images = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        for backbone in (mobilenet, build_backbone("resnet18").eval()):
+            backbone.eval()
+            levels = backbone.feature_levels(images)
+            assert torch.equal(levels[-1], backbone(images))
+            assert [f.shape[-2:] for f in levels] == [(8, 12), (4, 6), (2, 3)]
 
 
 def test_wrong_depth_is_one_line_naming_the_first_mismatch(tmp_path: Path) -> None:

@@ -1,7 +1,10 @@
 """A small real-time DETR (the RT-DETR / D-FINE / DEIM family), written out in plain PyTorch.
 
 - **Backbone:** a ResNet-style CNN of basic blocks (hand-written, no torchvision), widths and
-  depths from the size preset; it returns the stride-8, -16 and -32 maps.
+  depths from the size preset; it returns the stride-8, -16 and -32 maps. Or, with
+  ``backbone: resnet18|resnet34|resnet50|mobilenet_v2``, one of the shared ImageNet backbones
+  (:mod:`posekit.models.backbones`), whose torchvision / timm weights load with
+  ``backbone_weights: FILE``.
 - **Encoder** (RT-DETR's hybrid encoder): each level projected to ``hidden_dim``; one
   transformer layer with 2-D sine positions on the stride-32 map only (intra-scale
   interaction, "AIFI"), then a top-down and a bottom-up path of convolution blocks that
@@ -31,11 +34,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.errors import ConfigError
-from posekit.models.backbone_weights import BackboneWeightsReport
+from posekit.models.backbone_weights import BackboneWeightsReport, load_backbone_weights
+from posekit.models.backbones import BACKBONES, build_backbone
 
-# The backbone is posekit's own (two 3x3 stem convs, a strided first stage, SiLU): no public
-# ImageNet weights (torchvision, timm) have its layout, so ``backbone_weights`` is refused.
-NO_PUBLIC_WEIGHTS = "no public ImageNet weights fit it (posekit's own layout)"
+# The default backbone is posekit's own (two 3x3 stem convs, a strided first stage, SiLU): no
+# public ImageNet weights (torchvision, timm) have its layout.
+OWN_BACKBONE = "posekit"
+NO_PUBLIC_WEIGHTS = (
+    "no public ImageNet weights fit it (posekit's own layout); for ImageNet weights set "
+    f"model.params.backbone to one of {sorted(BACKBONES)} and backbone_weights=FILE"
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,19 @@ class DetectorBackbone(nn.Module):
             if index >= 1:
                 outputs.append(x)
         return outputs
+
+
+class ImageNetLevels(nn.Module):
+    """A shared ImageNet backbone (``net``, torchvision key names) giving the stride-8, -16
+    and -32 maps."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.net = build_backbone(name)
+        self.out_channels = tuple(self.net.level_channels)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.net.feature_levels(images)
 
 
 def sine_positions_2d(
@@ -405,25 +426,38 @@ class RTDetr(nn.Module):
         self,
         num_classes: int = 1,
         size: str = "tiny",
+        backbone: str = OWN_BACKBONE,
         backbone_weights: str | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__()
-        if backbone_weights:
+        if backbone != OWN_BACKBONE and backbone not in BACKBONES:
             raise ConfigError(
-                "model.params.backbone_weights: the detector's backbone is posekit's own "
-                "(3x3 stem convs, a strided first stage, SiLU) and no public ImageNet weights "
-                "fit it; remove backbone_weights (the detector trains from random weights)"
+                f"model.params.backbone {backbone!r} is unknown for the detector; known: "
+                f"{[OWN_BACKBONE, *sorted(BACKBONES)]}"
+            )
+        if backbone_weights and backbone == OWN_BACKBONE:
+            raise ConfigError(
+                "model.params.backbone_weights: the detector's default backbone is posekit's "
+                "own (3x3 stem convs, a strided first stage, SiLU) and no public ImageNet "
+                f"weights fit it; set model.params.backbone to one of {sorted(BACKBONES)} "
+                "for ImageNet weights, or remove backbone_weights"
             )
         self.size = detector_size(size, overrides)
         self.size_name = size
+        self.backbone_name = backbone
         self.num_classes = num_classes
         spec = self.size
         dim = spec.hidden_dim
-        self.backbone = DetectorBackbone(spec.widths, spec.depths)
-        self.backbone_weights_report = BackboneWeightsReport(
-            f"of rtdetr ({size})", note=NO_PUBLIC_WEIGHTS
-        )
+        self.backbone: nn.Module
+        if backbone == OWN_BACKBONE:
+            self.backbone = DetectorBackbone(spec.widths, spec.depths)
+            self.backbone_weights_report = BackboneWeightsReport(
+                f"of rtdetr ({size})", note=NO_PUBLIC_WEIGHTS
+            )
+        else:
+            self.backbone = ImageNetLevels(backbone)
+            self.backbone_weights_report = BackboneWeightsReport(backbone)
         self.encoder = HybridEncoder(self.backbone.out_channels, spec)
         levels = len(self.backbone.out_channels)
         self.proposal_projection = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim))
@@ -436,6 +470,10 @@ class RTDetr(nn.Module):
         self.score_heads = nn.ModuleList(nn.Linear(dim, num_classes) for _ in self.decoder)
         self.box_heads = nn.ModuleList(MLP(dim, dim, 4, 3) for _ in self.decoder)
         self.reset_parameters()
+        if backbone_weights:  # after reset_parameters, which re-initialises every conv
+            self.backbone_weights_report = load_backbone_weights(
+                self.backbone.net, backbone, str(backbone_weights)
+            )
 
     def reset_parameters(self) -> None:
         prior = -math.log((1 - 0.01) / 0.01)  # focal-loss prior: start at p = 0.01

@@ -5,7 +5,8 @@ Module names follow torchvision (``features.N...`` for MobileNetV2; ``conv1``, `
 classifier (``classifier.*`` / ``fc.*``), load by name; timm's ResNet names are the same, its
 MobileNetV2 ones are mapped (:mod:`posekit.models.backbone_weights`, ``backbone_weights``).
 Each backbone returns its stride-32 feature map and says how many channels it has in
-``out_channels``.
+``out_channels``; ``feature_levels`` gives the stride-8, -16 and -32 maps (channels in
+``level_channels``) for the detector.
 """
 
 from __future__ import annotations
@@ -96,10 +97,49 @@ class MobileNetV2(nn.Module):
                 channels = out
         layers.append(conv_bn_relu6(channels, self.out_channels, kernel_size=1))
         self.features = nn.Sequential(*layers)
+        # the last layer at strides 8 and 16 (before the next strided block), and the end
+        self.level_ends = (*_last_at_strides(layers, (8, 16)), len(layers) - 1)
+        self.level_channels = (
+            _out_channels(layers[self.level_ends[0]]),
+            _out_channels(layers[self.level_ends[1]]),
+            self.out_channels,
+        )
         init_weights(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images)
+
+    def feature_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The stride-8, -16 and -32 maps."""
+        outputs = []
+        x = images
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self.level_ends:
+                outputs.append(x)
+        return outputs
+
+
+def _layer_stride(layer: nn.Module) -> int:
+    convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
+    stride = 1
+    for conv in convs:
+        stride *= int(conv.stride[0])
+    return stride
+
+
+def _last_at_strides(layers: list[nn.Module], strides: tuple[int, ...]) -> list[int]:
+    """For each stride in ``strides``, the index of the last layer whose output has it."""
+    stride, last = 1, {}
+    for index, layer in enumerate(layers):
+        stride *= _layer_stride(layer)
+        last[stride] = index
+    return [last[s] for s in strides]
+
+
+def _out_channels(layer: nn.Module) -> int:
+    convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
+    return int(convs[-1].out_channels)
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -181,6 +221,7 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, counts[2], 2)
         self.layer4 = self._make_layer(block, 512, counts[3], 2)
         self.out_channels = self.in_channels
+        self.level_channels = (128 * block.expansion, 256 * block.expansion, self.out_channels)
         init_weights(self)
 
     def _make_layer(
@@ -199,8 +240,14 @@ class ResNet(nn.Module):
         return nn.Sequential(*blocks)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.feature_levels(images)[-1]
+
+    def feature_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The stride-8, -16 and -32 maps (``layer2``, ``layer3``, ``layer4``)."""
+        x = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(images)))))
+        stride8 = self.layer2(x)
+        stride16 = self.layer3(stride8)
+        return [stride8, stride16, self.layer4(stride16)]
 
 
 def init_weights(model: nn.Module) -> None:
