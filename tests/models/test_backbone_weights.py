@@ -225,7 +225,9 @@ def test_detector_own_backbone_has_no_public_weights() -> None:
         RTDetr(num_classes=1, backbone="resnet19")
 
 
-@pytest.mark.parametrize(("arch", "library"), [("resnet18", "torchvision"), ("mobilenet_v2", "timm")])
+@pytest.mark.parametrize(
+    ("arch", "library"), [("resnet18", "torchvision"), ("mobilenet_v2", "timm")]
+)
 def test_detector_loads_imagenet_weights_into_a_shared_backbone(
     arch: str, library: str, tmp_path: Path
 ) -> None:
@@ -245,7 +247,8 @@ def test_detector_loads_imagenet_weights_into_a_shared_backbone(
     assert random_start.state_dict().keys() == detector.state_dict().keys()
     levels = detector.backbone(torch.zeros(1, 3, 64, 64))
     assert [tuple(f.shape[1:]) for f in levels] == [
-        (c, 64 // s, 64 // s) for c, s in zip(detector.backbone.out_channels, (8, 16, 32))
+        (c, 64 // s, 64 // s)
+        for c, s in zip(detector.backbone.out_channels, (8, 16, 32), strict=True)
     ]
     detector.eval()
     with torch.no_grad():
