@@ -36,6 +36,7 @@ from torch import nn
 from posekit.errors import ConfigError
 from posekit.models.backbone_weights import BackboneWeightsReport, load_backbone_weights
 from posekit.models.backbones import BACKBONES, build_backbone
+from posekit.models.blocks import StridedPointwiseConv2d
 
 # The default backbone is posekit's own (two 3x3 stem convs, a strided first stage, SiLU): no
 # public ImageNet weights (torchvision, timm) have its layout.
@@ -100,8 +101,10 @@ def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 def conv_bn_act(
     in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, act: bool = True
 ) -> nn.Sequential:
+    # strided 1x1 (the shortcuts): see StridedPointwiseConv2d for the PyTorch CPU bug it avoids
+    layer = StridedPointwiseConv2d if kernel_size == 1 and stride > 1 else nn.Conv2d
     layers: list[nn.Module] = [
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+        layer(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
         nn.BatchNorm2d(out_channels),
     ]
     if act:

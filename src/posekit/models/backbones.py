@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from posekit.errors import ConfigError, did_you_mean
-from posekit.models.blocks import Fp32DepthwiseConv2d
+from posekit.models.blocks import Fp32DepthwiseConv2d, StridedPointwiseConv2d
 
 # MobileNetV2 inverted-residual stages: expansion t, channels c, repeats n, first stride s.
 MOBILENET_V2_STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -231,7 +231,9 @@ class ResNet(nn.Module):
         downsample = None
         if stride != 1 or self.in_channels != out_channels:
             downsample = nn.Sequential(
-                nn.Conv2d(self.in_channels, out_channels, 1, stride, bias=False),
+                (StridedPointwiseConv2d if stride > 1 else nn.Conv2d)(
+                    self.in_channels, out_channels, 1, stride, bias=False
+                ),
                 nn.BatchNorm2d(out_channels),
             )
         blocks = [block(self.in_channels, channels, stride, downsample)]

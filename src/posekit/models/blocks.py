@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -34,6 +35,22 @@ class Fp32DepthwiseConv2d(nn.Conv2d):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())
         return super().forward(x)
+
+
+class StridedPointwiseConv2d(nn.Conv2d):
+    """A strided 1x1 convolution computed as the 1x1 convolution of every ``stride``-th pixel
+    (the same numbers: a 1x1 kernel without padding only reads those pixels).
+
+    PyTorch 2.13's CPU kernel for strided 1x1 convolutions of channels-last inputs with few
+    channels corrupts the heap in the backward pass on AMD EPYC CPUs ("free(): invalid next
+    size"; 8 channels 48x48 stride 2, 4 channels, 8 channels 96x96; not 16 or more channels,
+    nor contiguous inputs), which killed the detector's multi-scale training. Same parameters
+    and state-dict keys as ``nn.Conv2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        step_y, step_x = self.stride
+        return F.conv2d(x[..., ::step_y, ::step_x], self.weight, self.bias)
 
 
 def conv(
