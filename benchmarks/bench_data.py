@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
+from posekit.commands.train import ensure_synthetic_data
+from posekit.commands.train_args import CONFIGS_DIR, DEFAULT_CONFIG
 from posekit.config import PosekitConfig, load_config
 from posekit.engine.sampling import SampleKey
 from posekit.tasks import build_task
-from posekit.train_args import CONFIGS_DIR, DEFAULT_CONFIG
-from posekit.training import ensure_synthetic_data
 
 SAMPLES = Path(
     os.environ.get(

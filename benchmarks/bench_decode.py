@@ -19,8 +19,8 @@ import time
 import cv2
 import numpy as np
 
-from posekit.decode.grouping import decode_bottomup
-from posekit.layouts import OPENPOSE18_LIMBS
+from posekit.bottomup.grouping import decode_bottomup
+from posekit.bottomup.layouts import OPENPOSE18_LIMBS
 
 STRIDE = 8
 MAP_HW = (46, 46)

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from posekit.commands.train import ensure_synthetic_data
 from posekit.config import load_config
-from posekit.training import ensure_synthetic_data
 
 CONFIG = "configs/detector/synthetic.yaml"
 

@@ -19,10 +19,10 @@ import time
 import torch
 
 from posekit.bottomup.task import BottomUpTask
+from posekit.commands.train import ensure_synthetic_data
+from posekit.commands.train_args import DEFAULT_CONFIG
 from posekit.config import load_config
 from posekit.engine.loop import Trainer, move_batch
-from posekit.train_args import DEFAULT_CONFIG
-from posekit.training import ensure_synthetic_data
 
 
 def main() -> None:

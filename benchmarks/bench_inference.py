@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posekit.decode.grouping import decode_bottomup
-from posekit.layouts import OPENPOSE18
-from posekit.models.fusion import fold_batchnorm
-from posekit.models.lw_openpose import LightweightOpenPose
+from posekit.bottomup.grouping import decode_bottomup
+from posekit.bottomup.layouts import OPENPOSE18
+from posekit.bottomup.lw_openpose import LightweightOpenPose
+from posekit.layers.fusion import fold_batchnorm
 
 HEIGHT, WIDTH = 256, 456
 
@@ -59,7 +59,7 @@ def torch_runner(model: torch.nn.Module, channels_last: bool, bf16: bool) -> Cal
 def onnx_runner(model: torch.nn.Module, folder: Path) -> Callable:
     import onnxruntime
 
-    from posekit.export import write_onnx
+    from posekit.commands.export import write_onnx
 
     path = write_onnx(model, folder / "bench.onnx", HEIGHT)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from posekit.commands.loaded_model import load_model
+from posekit.commands.predict import DetectThenPose, _predict_one
+from posekit.commands.train import ensure_synthetic_data
 from posekit.config import load_config
 from posekit.data.coco import load_coco_keypoints
 from posekit.data.images import read_image
+from posekit.detector.augment import box_iou_np
 from posekit.drawing import write_jpeg
 from posekit.evaluation import evaluate_keypoints, keypoint_results
-from posekit.inference_model import load_model
-from posekit.prediction import DetectThenPose, _predict_one
 from posekit.schema import load_schema
-from posekit.training import ensure_synthetic_data
-from posekit.transforms.detection import box_iou_np
 
 
 def xyxy(boxes: np.ndarray) -> np.ndarray:  # (N, 4) x, y, w, h -> x0, y0, x1, y1

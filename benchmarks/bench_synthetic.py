@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from posekit.data.synthetic import generate_synthetic, parse_size
+from posekit.data.synthetic.generate import generate_synthetic, parse_size
 
 
 def images_per_second(images: int, size: tuple[int, int], seed: int) -> float:

@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from posekit.layouts import OPENPOSE18, openpose18_layout
-from posekit.targets.heatmaps import gaussian_heatmaps, mask_weights
-from posekit.targets.pafs import part_affinity_fields
-from posekit.transforms.augment import BottomUpAugmentParams, bottomup_augment
-from posekit.transforms.functional import normalize_image
+from posekit.bottomup.augment import BottomUpAugmentParams, bottomup_augment
+from posekit.bottomup.heatmaps import gaussian_heatmaps, mask_weights
+from posekit.bottomup.layouts import OPENPOSE18, openpose18_layout
+from posekit.bottomup.pafs import part_affinity_fields
+from posekit.data.transforms import normalize_image
 
 INPUT, STRIDE, SIGMA = (368, 368), 8, 7.0
 MAP = (INPUT[0] // STRIDE, INPUT[1] // STRIDE)

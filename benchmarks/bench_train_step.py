@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from posekit.layouts import OPENPOSE18
-from posekit.losses import bottomup_loss
-from posekit.models.lw_openpose import LightweightOpenPose
+from posekit.bottomup.layouts import OPENPOSE18
+from posekit.bottomup.loss import bottomup_loss
+from posekit.bottomup.lw_openpose import LightweightOpenPose
 
 
 def make_batch(batch: int, size: int) -> dict[str, torch.Tensor]:

@@ -45,7 +45,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from posekit.results_eval import run_eval
+    from posekit.commands.eval import run_eval
 
     run_eval(
         args.labels,
@@ -66,21 +66,21 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from posekit.data.synthetic import run_synth
+    from posekit.data.synthetic.generate import run_synth
 
     return run_synth(args.out, args.images, size=args.size, seed=args.seed, val=args.val)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from posekit.train_args import train_config
-    from posekit.training import train
+    from posekit.commands.train import train
+    from posekit.commands.train_args import train_config
 
     train(train_config(args))
     return 0
 
 
 def _cmd_val(args: argparse.Namespace) -> int:
-    from posekit.validation import run_val
+    from posekit.commands.val import run_val
 
     settings = {
         key: value
@@ -103,7 +103,7 @@ def _cmd_val(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from posekit.prediction import run_predict
+    from posekit.commands.predict import run_predict
 
     run_predict(
         args.source, args.weights, args.out, [*args.overrides, *args.cfg_options],
@@ -113,14 +113,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from posekit.export import run_export
+    from posekit.commands.export import run_export
 
     run_export(args.weights, args.format, args.out)
     return 0
 
 
 def _cmd_trials(args: argparse.Namespace) -> int:
-    from posekit.trials import TrialsOptions, run_trials
+    from posekit.trials.run import TrialsOptions, run_trials
 
     options = TrialsOptions(
         trials_file=args.trials_file,
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--val", type=int, default=0, help="validation images")
     synth.set_defaults(handler=_cmd_synth)
 
-    from posekit.train_args import add_train_arguments
+    from posekit.commands.train_args import add_train_arguments
 
     train = commands.add_parser("train", help="train a model (default: the synthetic demo)")
     add_train_arguments(train)

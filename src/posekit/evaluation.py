@@ -15,7 +15,7 @@ people). Empty results give all zeros. Inputs are never mutated: the libraries a
 
 Results entries (:func:`keypoint_results`, :func:`bbox_results`) are COCO's: keypoints in
 the data set's keypoint order (map network layouts back first, e.g.
-:meth:`posekit.layouts.KeypointLayout.to_dataset`), flattened ``x, y, score`` in original
+:meth:`posekit.bottomup.layouts.KeypointLayout.to_dataset`), flattened ``x, y, score`` in original
 image pixels.
 """
 

@@ -10,9 +10,9 @@ from posekit.bottomup.inference import (
     network_maps,
     predict_people,
 )
+from posekit.bottomup.layouts import openpose18_layout
+from posekit.bottomup.lw_openpose import LightweightOpenPose
 from posekit.config import InferenceConfig
-from posekit.layouts import openpose18_layout
-from posekit.models.lw_openpose import LightweightOpenPose
 
 
 def test_input_sizes() -> None:

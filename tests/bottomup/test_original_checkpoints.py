@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from posekit.bottomup.layouts import OPENPOSE18_LIMBS
+from posekit.bottomup.lw_openpose import LightweightOpenPose
 from posekit.bottomup.original_checkpoints import (
     ORIGINAL_TRAINING_LIMBS,
     from_original,
@@ -27,8 +29,6 @@ from posekit.bottomup.original_checkpoints import (
     to_original,
 )
 from posekit.engine.state import weights_mismatch
-from posekit.layouts import OPENPOSE18_LIMBS
-from posekit.models.lw_openpose import LightweightOpenPose
 
 # The original decoder's table (modules/keypoints.py BODY_PARTS_PAF_IDS): for each limb of its
 # decoder list, which is posekit's limb list, the (x, y) channels of the network's output.
@@ -188,7 +188,7 @@ def test_val_predict_and_export_take_an_original_file_without_a_config(
     assert (tmp_path / "drawn" / "people.json").is_file()
     out = tmp_path / "model.safetensors"
     posekit("export", "--weights", str(original_file), "--out", str(out), cwd=tmp_path)
-    from posekit.inference_model import read_weights
+    from posekit.commands.loaded_model import read_weights
 
     exported, config = read_weights(out)
     assert config is not None and config["model"]["params"]["num_refinement_stages"] == 1
@@ -210,8 +210,8 @@ def test_export_lwop_writes_the_original_layout(original_file: Path, tmp_path: P
 
 
 def test_export_lwop_refuses_another_network(tmp_path: Path) -> None:
+    from posekit.commands.export import run_export
     from posekit.errors import CheckpointError
-    from posekit.export import run_export
 
     config = {"model": {"name": "lw_openpose", "params": {"num_channels": 32}}}
     model = LightweightOpenPose(num_heatmaps=19, num_pafs=38, num_channels=32)

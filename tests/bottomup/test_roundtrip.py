@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from posekit.decode.grouping import decode_bottomup
-from posekit.layouts import OPENPOSE18, openpose18_layout
-from posekit.targets.heatmaps import gaussian_heatmaps
-from posekit.targets.pafs import part_affinity_fields
+from posekit.bottomup.grouping import decode_bottomup
+from posekit.bottomup.heatmaps import gaussian_heatmaps
+from posekit.bottomup.layouts import OPENPOSE18, openpose18_layout
+from posekit.bottomup.pafs import part_affinity_fields
 
 
 def _person(rng: np.random.Generator, centre_x: float, height: float) -> np.ndarray:

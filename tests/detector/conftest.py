@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from posekit.config import PosekitConfig, load_config
-from posekit.data.synthetic import generate_synthetic
+from posekit.data.synthetic.generate import generate_synthetic
 
 TINY_DETECTOR = (
     "model.name=rtdetr",

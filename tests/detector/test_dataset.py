@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from posekit.config import DetectorAugmentConfig, DetectorConfig
-from posekit.data.coco_boxes import load_coco_boxes
-from posekit.data.synthetic import generate_synthetic
+from posekit.data.synthetic.generate import generate_synthetic
+from posekit.detector.augment import Annotated
+from posekit.detector.coco_boxes import load_coco_boxes
 from posekit.detector.dataset import (
     DetectionDataset,
     load_annotated,
@@ -21,7 +22,6 @@ from posekit.detector.dataset import (
 )
 from posekit.detector.task import resized_input
 from posekit.engine.sampling import SampleKey
-from posekit.transforms.detection import Annotated
 
 NONE = DetectorAugmentConfig(
     mosaic_prob=0, mixup_prob=0, copy_paste_prob=0, photometric_prob=0, zoom_out_prob=0,

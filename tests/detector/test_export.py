@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posekit.commands.export import run_export
+from posekit.commands.loaded_model import load_model
+from posekit.commands.train import train
 from posekit.config import PosekitConfig
-from posekit.export import run_export
-from posekit.inference_model import load_model
-from posekit.training import train
 
 
 def test_exports_reproduce_the_network(

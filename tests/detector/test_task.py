@@ -20,13 +20,13 @@ from torch import nn
 
 from posekit.cli import main
 from posekit.config import PosekitConfig, load_config
-from posekit.data.coco_boxes import CocoBoxes
-from posekit.data.detections import load_detections
+from posekit.detector.coco_boxes import CocoBoxes
 from posekit.detector.model import DetectorOutputs
 from posekit.detector.task import DetectorTask, select_detections
 from posekit.engine.checkpoints import latest_checkpoint
 from posekit.engine.control import TrainingStopped
 from posekit.engine.loop import Trainer
+from posekit.topdown.detections import load_detections
 
 from ..engine.conftest import stop_after_batches
 from .conftest import TINY_DETECTOR
@@ -87,7 +87,7 @@ def test_perfect_outputs_give_ap_one_on_the_real_coco_sample(
 def test_training_keeps_both_stages_best_and_records_the_classes(
     detector_config: Callable[..., PosekitConfig],
 ) -> None:
-    from posekit.training import train
+    from posekit.commands.train import train
 
     cfg = detector_config(
         "training.max_epochs=3", "training.stop_epoch=3", "training.eval_interval=1",
@@ -135,7 +135,7 @@ def test_val_and_predict_from_the_command_line(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from posekit.training import train
+    from posekit.commands.train import train
 
     cfg = detector_config("training.max_epochs=1")
     train(cfg, say=lambda _: None)
@@ -244,9 +244,9 @@ def test_imagenet_backbone_trains_and_its_file_is_not_needed_after(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from posekit.training import train
+    from posekit.commands.train import train
 
-    from ..models.test_backbone_weights import imagenet_file
+    from ..layers.test_backbone_weights import imagenet_file
 
     weights_file = tmp_path / "resnet18-imagenet.pth"
     torch.save(imagenet_file("resnet18", "torchvision"), weights_file)

@@ -10,7 +10,7 @@ import torch
 
 from posekit.bottomup.task import BottomUpTask
 from posekit.config import PosekitConfig, load_config
-from posekit.data.synthetic import generate_synthetic
+from posekit.data.synthetic.generate import generate_synthetic
 from posekit.engine.loop import Trainer
 
 TINY_MODEL = {"num_refinement_stages": 1, "num_channels": 8, "width_mult": 0.25, "head_width": 8}

@@ -13,7 +13,7 @@ import torch
 import yaml
 from torch import nn
 
-from posekit.data.synthetic import generate_synthetic
+from posekit.data.synthetic.generate import generate_synthetic
 from posekit.engine.dist import CpuSyncBatchNorm, convert_sync_batchnorm
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from posekit.bottomup.layouts import default_layout
 from posekit.bottomup.task import build_bottomup_model
+from posekit.commands.export import export_safetensors, read_safetensors
+from posekit.commands.loaded_model import load_model
+from posekit.commands.train import initial_weights, load_initial_weights, resume_path, train
 from posekit.config import PosekitConfig
 from posekit.errors import ConfigError
-from posekit.export import export_safetensors, read_safetensors
-from posekit.inference_model import load_model
-from posekit.layouts import default_layout
 from posekit.schema import load_schema
-from posekit.training import initial_weights, load_initial_weights, resume_path, train
 
 from .conftest import make_trainer
 
@@ -78,7 +78,7 @@ def test_safetensors_export_round_trip(trained: Path, tmp_path: Path) -> None:
 def test_from_mobilenet_loads_the_imagenet_layout(tmp_path: Path) -> None:
     """A file laid out as the public mobilenet_sgd_68.848.pth.tar: an ImageNet MobileNetV1
     under DataParallel (``module.model.N...``, 14 blocks and a classifier)."""
-    from posekit.models.lw_openpose import LightweightOpenPose, mobilenet_trunk
+    from posekit.bottomup.lw_openpose import LightweightOpenPose, mobilenet_trunk
 
     generator = torch.Generator().manual_seed(1)
     trunk = mobilenet_trunk(1.0)
@@ -108,7 +108,7 @@ def test_onnx_export_matches_pytorch_at_any_size(trained: Path, tmp_path: Path) 
     import numpy as np
     import onnxruntime
 
-    from posekit.export import export_onnx
+    from posekit.commands.export import export_onnx
 
     path = export_onnx(trained, tmp_path / "pose.onnx")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -49,8 +49,8 @@ from posekit.config import (
 )
 from posekit.data.check import run_check_data
 from posekit.data.coco import CocoKeypoints, PersonImage, ignore_mask, load_coco_keypoints
-from posekit.data.coco_boxes import load_coco_boxes
 from posekit.data.training_labels import load_training_labels
+from posekit.detector.coco_boxes import load_coco_boxes
 from posekit.errors import UserError
 from posekit.schema import (
     BUILTIN_SCHEMAS,

@@ -29,16 +29,16 @@ import yaml
 
 from posekit.bottomup.task import BottomUpTask
 from posekit.cli import main
+from posekit.commands.val import run_val
 from posekit.config import load_config
 from posekit.data.check import check_dataset
 from posekit.data.coco import load_coco_keypoints
-from posekit.data.synthetic import generate_synthetic
+from posekit.data.synthetic.generate import generate_synthetic
 from posekit.data.training_labels import load_training_labels
 from posekit.engine.state import load_checkpoint, save_checkpoint
 from posekit.errors import CheckpointError, DataError
 from posekit.schema import COCO17
 from posekit.topdown.task import TopDownTask
-from posekit.validation import run_val
 
 TINY_MODEL = {"num_refinement_stages": 1, "num_channels": 8, "width_mult": 0.25, "head_width": 8}
 TINY_TOPDOWN = {"backbone": "mobilenet_v2", "width_mult": 0.25, "input_size": [96, 64],

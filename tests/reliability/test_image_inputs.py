@@ -26,12 +26,12 @@ import pytest
 import torch
 
 from posekit.bottomup.dataset import BottomUpDataset, TargetSpec
+from posekit.bottomup.layouts import default_layout
 from posekit.cli import main
 from posekit.data.coco import load_coco_keypoints
 from posekit.data.images import MAX_IMAGE_PIXELS, header_image_size, read_image
 from posekit.engine.sampling import SampleKey
 from posekit.errors import DataError
-from posekit.layouts import default_layout
 from posekit.schema import COCO17
 
 RNG = np.random.default_rng(7)

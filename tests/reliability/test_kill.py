@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from posekit.data.synthetic import generate_synthetic
+from posekit.data.synthetic.generate import generate_synthetic
 
 KILLS = int(os.environ.get("POSEKIT_SOAK_KILLS", "20"))
 EPOCHS = max(12, 12 * KILLS // 20)  # 6 steps an epoch: room for every kill to land mid-run

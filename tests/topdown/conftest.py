@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from posekit.config import PosekitConfig, load_config
-from posekit.data.synthetic import generate_synthetic
+from posekit.data.synthetic.generate import generate_synthetic
 from posekit.engine.loop import Trainer
 from posekit.topdown.task import TopDownTask
 

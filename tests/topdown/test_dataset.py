@@ -7,14 +7,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from posekit.codecs.heatmap import decode_heatmaps
-from posekit.codecs.simcc import decode_simcc
 from posekit.config import PosekitConfig
+from posekit.data.transforms import warp_keypoints
 from posekit.engine.sampling import SampleKey
+from posekit.topdown.codecs.heatmap import decode_heatmaps
+from posekit.topdown.codecs.simcc import decode_simcc
 from posekit.topdown.dataset import person_instances
 from posekit.topdown.inference import crop_people
 from posekit.topdown.task import TopDownTask
-from posekit.transforms.functional import warp_keypoints
 
 CPU = torch.device("cpu")
 

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from posekit.commands.loaded_model import LoadedModel
+from posekit.commands.predict import DetectThenPose, _predict_one
 from posekit.config import PosekitConfig, load_config
 from posekit.data.coco import CocoKeypoints
 from posekit.data.images import read_image
 from posekit.detector.model import DetectorOutputs
 from posekit.detector.task import DetectorTask
-from posekit.inference_model import LoadedModel
-from posekit.prediction import DetectThenPose, _predict_one
 
 from .test_task import GroundTruthNet, coco_task
 

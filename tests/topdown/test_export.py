@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from posekit.commands.export import run_export
+from posekit.commands.loaded_model import load_model
+from posekit.commands.train import train
 from posekit.config import PosekitConfig
-from posekit.export import run_export
-from posekit.inference_model import load_model
-from posekit.training import train
 
 
 @pytest.mark.parametrize("head", ["heatmap", "simcc"])

@@ -13,14 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from posekit.codecs.heatmap import encode_heatmaps
-from posekit.codecs.simcc import encode_simcc
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
-from posekit.models.topdown import TopDownOutputs
+from posekit.data.transforms import compose_affine, hflip_matrix, warp_keypoints
+from posekit.topdown.codecs.heatmap import encode_heatmaps
+from posekit.topdown.codecs.simcc import encode_simcc
 from posekit.topdown.inference import crop_people
+from posekit.topdown.model import TopDownOutputs
 from posekit.topdown.task import TopDownTask
-from posekit.transforms.functional import compose_affine, hflip_matrix, warp_keypoints
 
 CPU = torch.device("cpu")
 

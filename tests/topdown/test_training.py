@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from posekit.commands.train import train
 from posekit.config import PosekitConfig
 from posekit.engine.checkpoints import latest_checkpoint
 from posekit.engine.control import TrainingStopped
-from posekit.training import train
 
 from ..engine.conftest import stop_after_batches
 from .conftest import make_topdown_trainer

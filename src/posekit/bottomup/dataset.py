@@ -8,19 +8,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from posekit.config import AugmentConfig
-from posekit.data.coco import CocoKeypoints, ignore_mask
-from posekit.data.images import read_image
-from posekit.engine.sampling import SampleKey
-from posekit.layouts import KeypointLayout
-from posekit.targets.heatmaps import gaussian_heatmaps, mask_weights
-from posekit.targets.pafs import part_affinity_fields
-from posekit.transforms.augment import (
+from posekit.bottomup.augment import (
     BottomUpAugmentParams,
     bottomup_augment,
     bottomup_eval_transform,
 )
-from posekit.transforms.functional import normalize_image, warp_mask
+from posekit.bottomup.heatmaps import gaussian_heatmaps, mask_weights
+from posekit.bottomup.layouts import KeypointLayout
+from posekit.bottomup.pafs import part_affinity_fields
+from posekit.config import AugmentConfig
+from posekit.data.coco import CocoKeypoints, ignore_mask
+from posekit.data.images import read_image
+from posekit.data.transforms import normalize_image, warp_mask
+from posekit.engine.sampling import SampleKey
 
 
 def augment_params(cfg: AugmentConfig) -> BottomUpAugmentParams:

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from posekit.bottomup.augment import bottomup_eval_transform
+from posekit.bottomup.grouping import decode_bottomup
+from posekit.bottomup.layouts import KeypointLayout
+from posekit.bottomup.peaks import flip_back_heatmaps, flip_back_pafs
 from posekit.config import InferenceConfig
-from posekit.decode.grouping import decode_bottomup
-from posekit.decode.peaks import flip_back_heatmaps, flip_back_pafs
-from posekit.layouts import KeypointLayout
-from posekit.models.blocks import cpu_layout
-from posekit.transforms.augment import bottomup_eval_transform
-from posekit.transforms.functional import compose_affine, invert_affine, normalize_image
+from posekit.data.transforms import compose_affine, invert_affine, normalize_image
+from posekit.layers.blocks import cpu_layout
 
 
 @dataclass

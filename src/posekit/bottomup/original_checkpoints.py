@@ -3,7 +3,7 @@
 The original network and posekit's have the same tensors under the same names, and the same
 18 keypoints; they differ in the order of the PAF channels. The original emits the PAF pair
 ``i`` for limb ``i`` of its *training* limb list, and its decoder reads each limb's pair from
-a table; posekit's PAF pair ``l`` is limb ``l`` of :data:`posekit.layouts.OPENPOSE18_LIMBS`
+a table; posekit's PAF pair ``l`` is limb ``l`` of :data:`posekit.bottomup.layouts.OPENPOSE18_LIMBS`
 (the original decoder's limb order). :func:`paf_channel_order` derives the permutation from
 the two limb lists (no limb is reversed, so no channel changes sign), and it is applied where
 PAFs leave a stage (the rows of each stage's last PAF convolution) and where they enter the
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from posekit.layouts import OPENPOSE18_LIMBS
+from posekit.bottomup.layouts import OPENPOSE18_LIMBS
 
 # The original repository's training limb list (the order its data set writes PAF channels),
 # as pairs of its 18 keypoints (OpenPose order, the same as posekit's network layout).
@@ -110,8 +110,8 @@ def to_original(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def original_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """The posekit config of the original architecture with the file's refinement stages:
     ``configs/lw_openpose/original.yaml`` (what the weights imply)."""
+    from posekit.commands.train_args import ORIGINAL_CONFIG
     from posekit.config import load_merged_mapping
-    from posekit.train_args import ORIGINAL_CONFIG
 
     mapping = load_merged_mapping(ORIGINAL_CONFIG)
     mapping["model"]["params"]["num_refinement_stages"] = refinement_stage_count(state)
@@ -199,11 +199,11 @@ def export_original(weights: Any, out: Any) -> Any:
     """``posekit export --format lwop``: a posekit Lightweight OpenPose (COCO-17, the original
     architecture) as the original repository's checkpoint, PAF order included."""
     from posekit.atomic import atomic_write_with
+    from posekit.bottomup.lw_openpose import LightweightOpenPose
+    from posekit.commands.loaded_model import read_weights
     from posekit.config import config_from_mapping
     from posekit.engine.state import weights_mismatch
     from posekit.errors import CheckpointError
-    from posekit.inference_model import read_weights
-    from posekit.models.lw_openpose import LightweightOpenPose
 
     state, stored = read_weights(weights)
     cfg = config_from_mapping(dict(stored or {}), None, None, f"{weights} (stored config)")

@@ -11,6 +11,10 @@ from torch import nn
 
 from posekit.bottomup.dataset import BottomUpDataset, TargetSpec, augment_params
 from posekit.bottomup.inference import People, predict_people
+from posekit.bottomup.layouts import KeypointLayout, default_layout
+from posekit.bottomup.loss import bottomup_loss
+from posekit.bottomup.lw_openpose import LightweightOpenPose
+from posekit.bottomup.openpose_vgg import OpenPoseVGG19
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.ground_truth import (
@@ -26,11 +30,7 @@ from posekit.engine.optim import lw_openpose_param_groups, plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
 from posekit.evaluation import keypoint_results, save_results
-from posekit.layouts import KeypointLayout, default_layout
-from posekit.losses import bottomup_loss
-from posekit.models.blocks import cpu_layout
-from posekit.models.lw_openpose import LightweightOpenPose
-from posekit.models.openpose_vgg import OpenPoseVGG19
+from posekit.layers.blocks import cpu_layout
 
 BOTTOMUP_MODELS: dict[str, type[nn.Module]] = {
     "lw_openpose": LightweightOpenPose,

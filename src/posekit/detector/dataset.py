@@ -16,11 +16,9 @@ import numpy as np
 import torch
 
 from posekit.config import DetectorAugmentConfig
-from posekit.data.coco_boxes import CocoBoxes
 from posekit.data.images import read_image
-from posekit.detector.boxes import xyxy_to_cxcywh
-from posekit.engine.sampling import SampleKey
-from posekit.transforms.detection import (
+from posekit.data.transforms import normalize_image
+from posekit.detector.augment import (
     Annotated,
     copy_paste,
     hflip,
@@ -32,7 +30,9 @@ from posekit.transforms.detection import (
     sanitize,
     zoom_out,
 )
-from posekit.transforms.functional import normalize_image
+from posekit.detector.boxes import xyxy_to_cxcywh
+from posekit.detector.coco_boxes import CocoBoxes
+from posekit.engine.sampling import SampleKey
 
 
 def load_annotated(data: CocoBoxes, index: int) -> Annotated:

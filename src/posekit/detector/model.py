@@ -3,7 +3,7 @@
 - **Backbone:** a ResNet-style CNN of basic blocks (hand-written, no torchvision), widths and
   depths from the size preset; it returns the stride-8, -16 and -32 maps. Or, with
   ``backbone: resnet18|resnet34|resnet50|mobilenet_v2``, one of the shared ImageNet backbones
-  (:mod:`posekit.models.backbones`), whose torchvision / timm weights load with
+  (:mod:`posekit.layers.backbones`), whose torchvision / timm weights load with
   ``backbone_weights: FILE``.
 - **Encoder** (RT-DETR's hybrid encoder): each level projected to ``hidden_dim``; one
   transformer layer with 2-D sine positions on the stride-32 map only (intra-scale
@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from posekit.errors import ConfigError
-from posekit.models.backbone_weights import BackboneWeightsReport, load_backbone_weights
-from posekit.models.backbones import BACKBONES, build_backbone
-from posekit.models.blocks import StridedPointwiseConv2d
+from posekit.layers.backbone_weights import BackboneWeightsReport, load_backbone_weights
+from posekit.layers.backbones import BACKBONES, build_backbone
+from posekit.layers.blocks import StridedPointwiseConv2d
 
 # The default backbone is posekit's own (two 3x3 stem convs, a strided first stage, SiLU): no
 # public ImageNet weights (torchvision, timm) have its layout.

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from posekit.config import PosekitConfig
-from posekit.data.coco_boxes import CocoBoxes, load_coco_boxes
 from posekit.data.images import read_image
+from posekit.data.transforms import normalize_image
+from posekit.detector.augment import resize_image
+from posekit.detector.coco_boxes import CocoBoxes, load_coco_boxes
 from posekit.detector.dataset import DetectionDataset, pad_detection_batch, unpad_targets
 from posekit.detector.losses import LossWeights, detection_loss
 from posekit.detector.matcher import MatchCosts
@@ -21,9 +23,7 @@ from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import training_indices
 from posekit.errors import ConfigError
 from posekit.evaluation import bbox_results, evaluate_bboxes, save_results
-from posekit.models.blocks import cpu_layout
-from posekit.transforms.detection import resize_image
-from posekit.transforms.functional import normalize_image
+from posekit.layers.blocks import cpu_layout
 
 DETECTOR_MODELS: dict[str, type[nn.Module]] = {"rtdetr": RTDetr}
 

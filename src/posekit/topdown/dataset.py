@@ -9,21 +9,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from posekit.codecs.heatmap import encode_heatmaps
-from posekit.codecs.simcc import encode_simcc
 from posekit.config import TopDownAugmentConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.images import read_image
 from posekit.data.sources import CombinedKeypoints
+from posekit.data.transforms import normalize_image, warp_keypoints
 from posekit.engine.sampling import SampleKey
 from posekit.schema import KeypointSchema
-from posekit.transforms.functional import normalize_image, warp_keypoints
-from posekit.transforms.topdown import (
+from posekit.topdown.augment import (
     TopDownAugmentParams,
     box_to_centre_scale,
     topdown_augment,
     topdown_eval_transform,
 )
+from posekit.topdown.codecs.heatmap import encode_heatmaps
+from posekit.topdown.codecs.simcc import encode_simcc
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from posekit.codecs.flip import flip_heatmaps_back, flip_simcc_back, merge_flipped
-from posekit.codecs.heatmap import decode_heatmaps
-from posekit.codecs.simcc import decode_simcc
 from posekit.config import TopDownConfig
-from posekit.models.blocks import cpu_layout
-from posekit.models.topdown import TopDownOutputs
+from posekit.data.transforms import invert_affine, normalize_image, transform_points
+from posekit.layers.blocks import cpu_layout
+from posekit.topdown.augment import box_to_centre_scale, topdown_eval_transform
+from posekit.topdown.codecs.flip import flip_heatmaps_back, flip_simcc_back, merge_flipped
+from posekit.topdown.codecs.heatmap import decode_heatmaps
+from posekit.topdown.codecs.simcc import decode_simcc
 from posekit.topdown.dataset import TopDownSpec
-from posekit.transforms.functional import invert_affine, normalize_image, transform_points
-from posekit.transforms.topdown import box_to_centre_scale, topdown_eval_transform
+from posekit.topdown.model import TopDownOutputs
 
 
 def crop_people(

@@ -12,7 +12,6 @@ from torch import nn
 from posekit.bottomup.inference import People
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
-from posekit.data.detections import load_detections
 from posekit.data.ground_truth import (
     metric_name,
     pck_scores,
@@ -21,15 +20,12 @@ from posekit.data.ground_truth import (
 )
 from posekit.data.images import read_image
 from posekit.data.sources import CombinedKeypoints, load_split, load_train_sets, run_schema
-from posekit.decode.topdown import oks_nms, rescore
 from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
 from posekit.evaluation import keypoint_results, save_results
-from posekit.losses_topdown import topdown_loss
-from posekit.models.blocks import cpu_layout
-from posekit.models.topdown import TopDownPoseNet
+from posekit.layers.blocks import cpu_layout
 from posekit.schema import KeypointSchema
 from posekit.topdown.dataset import (
     TopDownDataset,
@@ -37,7 +33,11 @@ from posekit.topdown.dataset import (
     augment_params,
     count_people,
 )
+from posekit.topdown.decode import oks_nms, rescore
+from posekit.topdown.detections import load_detections
 from posekit.topdown.inference import predict_boxes
+from posekit.topdown.loss import topdown_loss
+from posekit.topdown.model import TopDownPoseNet
 
 TOPDOWN_MODELS: dict[str, type[nn.Module]] = {"topdown": TopDownPoseNet}
 

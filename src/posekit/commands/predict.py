@@ -1,0 +1,204 @@
+"""``posekit predict``: people in an image, a folder of images or a video, drawn and listed."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
+import orjson
+import torch
+
+from posekit.atomic import atomic_write_bytes
+from posekit.bottomup.inference import people_to_json
+from posekit.commands.loaded_model import LoadedModel, load_model
+from posekit.data.images import read_image
+from posekit.drawing import draw_boxes, draw_people, write_jpeg
+from posekit.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def list_sources(source: Path) -> list[Path]:
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{source}: no images ({sorted(IMAGE_SUFFIXES)}) in this folder")
+        return files
+    if not source.exists():
+        raise DataError(f"{source} not found; give an image, a folder of images or a video")
+    return [source]
+
+
+def drawing_paths(sources: list[Path], target: Path) -> list[Path]:
+    """``target/<stem>.jpg`` per source image; refused when one would replace a source image
+    (``--out`` is the source folder) or another one's drawing (``a.jpg`` and ``a.png``)."""
+    originals = {path.resolve() for path in sources}
+    drawn_from: dict[Path, Path] = {}
+    for path in sources:
+        drawing = target / f"{path.stem}.jpg"
+        if drawing.resolve() in originals:
+            raise DataError(
+                f"{drawing}: drawing {path.name} would replace a source image; give another --out"
+            )
+        if drawing in drawn_from:
+            raise DataError(
+                f"{drawn_from[drawing]} and {path}: both would be drawn to {drawing}; rename one"
+            )
+        drawn_from[drawing] = path
+    return list(drawn_from)
+
+
+def video_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(f"{path}: OpenCV cannot open this video; convert it to mp4 (H.264)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame, fps
+    finally:
+        capture.release()
+
+
+def detector_model(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` when it is a detector, else the one-line ``--detector`` error."""
+    if loaded.task.family != "detector":
+        raise ConfigError("--detector: these weights are not a detector; give a detector's")
+    return loaded
+
+
+@dataclass
+class DetectThenPose:
+    """Two-step prediction: the detector's person boxes (score ≥ ``box_threshold``), then the
+    top-down pose model in each box (rescored, OKS-NMS); boxes and people drawn alike."""
+
+    detector: LoadedModel
+    pose: LoadedModel
+    box_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        detector_model(self.detector)
+        if self.pose.task.family != "topdown":
+            raise ConfigError(
+                "--pose: a top-down pose model is needed after a detector (bottom-up models "
+                "find people themselves; run them with --weights alone)"
+            )
+
+    def predict_drawn(self, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        with torch.no_grad():
+            boxes = self.detector.task.person_boxes(self.detector.model, image, self.box_threshold)
+            people = self.pose.task.predict_people(self.pose.model, image, boxes)
+        drawn = draw_people(image, people.keypoints, self.pose.task.schema)
+        if people.boxes is not None:
+            labels = [f"{score:.2f}" for score in people.scores]
+            drawn = draw_boxes(drawn, people.boxes, labels)
+        return drawn, people_to_json(people)
+
+
+@dataclass
+class DetectorOnly:
+    """A detector alone: its boxes scoring at least ``box_threshold``, drawn and listed."""
+
+    detector: LoadedModel
+    box_threshold: float = 0.3
+
+    def predict_drawn(self, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        task, model = self.detector.task, self.detector.model
+        return task.predict_drawn(model, image, self.box_threshold)
+
+
+Predictor = LoadedModel | DetectThenPose | DetectorOnly
+
+
+def _predict_one(predictor: Predictor, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    if isinstance(predictor, (DetectThenPose, DetectorOnly)):
+        return predictor.predict_drawn(image)
+    drawn, people = predictor.task.predict_drawn(predictor.model, image)
+    return drawn, people_to_json(people)
+
+
+def build_predictor(
+    weights: str | None,
+    detector: str | None,
+    pose: str | None,
+    overrides: list[str] | None,
+    box_threshold: float = 0.3,
+) -> Predictor:
+    """``--weights W`` alone (any family), or ``--detector D --pose P`` (W may stand for P)."""
+    if pose is not None and weights is not None:
+        raise ConfigError("give the pose model once: --pose or --weights, not both")
+    pose = pose or weights
+    if detector is None and pose is None:
+        raise ConfigError("give --weights (or --detector D --pose P)")
+    if pose is None:  # the detector alone
+        loaded = detector_model(load_model(detector, overrides=overrides))
+        return DetectorOnly(loaded, box_threshold)
+    if detector is None:  # one model of any family
+        loaded = load_model(pose, overrides=overrides)
+        return DetectorOnly(loaded, box_threshold) if loaded.task.family == "detector" else loaded
+    return DetectThenPose(
+        load_model(detector, overrides=overrides), load_model(pose, overrides=overrides),
+        box_threshold,
+    )  # fmt: skip
+
+
+def run_predict(
+    source: str,
+    weights: str | None,
+    out_dir: str = "predictions",
+    overrides: list[str] | None = None,
+    out: TextIO | None = None,
+    detector: str | None = None,
+    pose: str | None = None,
+    box_threshold: float = 0.3,
+) -> dict[str, Any]:
+    """Write drawn images (or a drawn video) and ``people.json`` (``detections.json`` for a
+    detector alone) into ``out_dir``."""
+    out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
+    predictor = build_predictor(weights, detector, pose, overrides, box_threshold)
+    boxes_only = isinstance(predictor, DetectorOnly)
+    what, listing = ("detections", "detections.json") if boxes_only else ("people", "people.json")
+    target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    found: dict[str, Any] = {}
+    source_path = Path(source)
+    if source_path.suffix.lower() in VIDEO_SUFFIXES:
+        found[source_path.name] = _predict_video(predictor, source_path, target)
+    else:
+        sources = list_sources(source_path)
+        for path, drawing in zip(sources, drawing_paths(sources, target), strict=True):
+            drawn, entries = _predict_one(predictor, read_image(path))
+            write_jpeg(drawing, drawn)
+            found[path.name] = entries
+            print(f"{path.name}: {len(entries)} {what}", file=out)
+    atomic_write_bytes(target / listing, orjson.dumps(found, option=orjson.OPT_INDENT_2))
+    print(f"wrote {target / listing}", file=out)
+    return found
+
+
+def _predict_video(predictor: Predictor, path: Path, target: Path) -> list[list[dict]]:
+    frames_people: list[list[dict]] = []
+    writer = None
+    output = target / f"{path.stem}_pose.mp4"
+    try:
+        for frame, fps in video_frames(path):
+            drawn, people = _predict_one(predictor, frame)
+            if writer is None:
+                height, width = drawn.shape[:2]
+                fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+                writer = cv2.VideoWriter(str(output), fourcc, fps, (width, height))
+            writer.write(drawn)
+            frames_people.append(people)
+    finally:
+        if writer is not None:
+            writer.release()
+    return frames_people

@@ -1,0 +1,208 @@
+"""``posekit train``: resolve the data, build the family's task, run the loop, report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from posekit.bottomup.lw_openpose import mobilenet_key
+from posekit.bottomup.original_checkpoints import (
+    describe,
+    from_original,
+    original_adam_state,
+    original_state,
+    refinement_stage_count,
+)
+from posekit.config import PosekitConfig
+from posekit.engine.checkpoints import latest_checkpoint
+from posekit.engine.dist import barrier, init_distributed
+from posekit.engine.loop import Trainer, TrainState, pick_device
+from posekit.engine.state import load_checkpoint, model_state_from, weights_mismatch
+from posekit.errors import CheckpointError, ConfigError
+from posekit.layers.backbone_weights import backbone_weights_summary
+from posekit.tasks import build_task
+
+
+def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig:
+    """With no training labels, point the config at the built-in synthetic data set,
+    generating it first when it is missing or was made with other settings."""
+    if cfg.data.train.labels is not None or cfg.data.train_sets:
+        return cfg
+    from posekit.data.synthetic.generate import generate_synthetic, parse_size, synthetic_is_current
+
+    synth = cfg.data.synthetic
+    root = Path(synth.dir)
+    size = parse_size(synth.size)
+    if not synthetic_is_current(root, synth.train_images, synth.val_images, size, synth.seed):
+        say(
+            f"generating the synthetic data set in {root} "
+            f"({synth.train_images} + {synth.val_images} images)"
+        )
+        started = time.perf_counter()
+        generate_synthetic(root, synth.train_images, synth.val_images, size, synth.seed)
+        say(f"  done in {time.perf_counter() - started:.1f} s")
+    data = cfg.data.model_copy(deep=True)
+    data.train.labels, data.train.images = str(root / "train.json"), str(root / "train")
+    if synth.val_images and data.val.labels is None:
+        data.val.labels, data.val.images = str(root / "val.json"), str(root / "val")
+    return cfg.model_copy(update={"data": data})
+
+
+def load_initial_weights(model: nn.Module, path: str, from_mobilenet: bool, say: Any) -> None:
+    """Start from weights (``--weights-only``, ``load_from``, ``--from-mobilenet``): tensors
+    whose names and shapes match are loaded; the others keep their initialisation and are
+    listed (e.g. a head for another keypoint count)."""
+    data = load_checkpoint(path)
+    original = original_state(data)
+    if original is not None:
+        say(describe(path, data, original))
+        source = from_original(original)
+        in_file, in_model = (
+            refinement_stage_count(source),
+            refinement_stage_count(model.state_dict()),
+        )
+        if in_file != in_model:
+            say(
+                f"  the file has {in_file} refinement stages, the model {in_model}: the others "
+                f"start fresh (model.params.num_refinement_stages={in_file} keeps them all)"
+            )
+    else:
+        source = model_state_from(data, prefer_ema=True)
+    target = model.state_dict()
+    rename = mobilenet_key if from_mobilenet else (lambda key: key)
+    loaded, skipped = {}, []
+    for key, value in target.items():
+        candidate = source.get(rename(key))
+        if candidate is not None and tuple(candidate.shape) == tuple(value.shape):
+            loaded[key] = candidate
+        else:
+            skipped.append(key)
+    if not loaded:
+        raise CheckpointError(f"{path}: no tensor matches the model by name and shape")
+    model.load_state_dict({**target, **loaded})
+    say(f"loaded {len(loaded)} tensors from {path}; {len(skipped)} re-initialised")
+    for key in skipped[:50]:
+        shape = tuple(source[rename(key)].shape) if rename(key) in source else "missing"
+        say(f"  re-initialised {key} {tuple(target[key].shape)} (file: {shape})")
+    if len(skipped) > 50:
+        say(f"  ... and {len(skipped) - 50} more")
+
+
+def continue_original_run(
+    trainer: Trainer, path: Path, data: dict[str, Any], original: dict[str, torch.Tensor]
+) -> None:
+    """``--checkpoint-path`` of an original train.py snapshot without ``--weights-only``: its
+    weights, Adam moments, iteration and epoch continue in posekit (the schedule placed at
+    that iteration); where its state does not fit, one line naming ``--weights-only``."""
+    trainer.say(describe(path, data, original))
+    model = trainer.model
+    weights = from_original(original)
+    refuse = f"{path}: cannot continue this original run in posekit"
+    mismatch = weights_mismatch(model.state_dict(), weights)
+    iteration, epoch = data.get("iter"), data.get("current_epoch")
+    if mismatch is not None:
+        raise CheckpointError(f"{refuse} ({mismatch}); or start from its weights: --weights-only")
+    if not (isinstance(iteration, int) and isinstance(epoch, int)) or "optimizer" not in data:
+        raise CheckpointError(
+            f"{refuse}: it holds weights only (no optimizer, iter, current_epoch); start from "
+            "them with --weights-only"
+        )
+    moments = original_adam_state(model, data["optimizer"])
+    if moments is None or not isinstance(trainer.optimizer, torch.optim.Adam):
+        raise CheckpointError(
+            f"{refuse}: its optimizer state is not an Adam over this model's parameters "
+            "(training.optimizer.name must be adam); start from its weights with --weights-only"
+        )
+    model.load_state_dict(weights)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in trainer.optimizer.param_groups:
+        for parameter in group["params"]:
+            entry = moments.get(names[id(parameter)])
+            if entry is not None:
+                trainer.optimizer.state[parameter] = {
+                    k: (v.to(parameter.device) if k != "step" else v) for k, v in entry.items()
+                }
+    scheduler = trainer.scheduler
+    scheduler.last_epoch = iteration
+    for group, lr in zip(trainer.optimizer.param_groups, scheduler.get_lr(), strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = [group["lr"] for group in trainer.optimizer.param_groups]
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict({**trainer.ema.state_dict(), "model": model.state_dict()})
+    trainer.state = TrainState(epoch=epoch, iteration=iteration)
+    trainer.say(f"continuing the original run at epoch {epoch + 1}, iteration {iteration}")
+
+
+def resume_path(cfg: PosekitConfig) -> Path | None:
+    """The checkpoint a run continues from: ``training.resume`` (a path or ``auto``), or
+    ``--checkpoint-path`` without ``--weights-only`` / ``--from-mobilenet`` (the original's
+    meaning)."""
+    training = cfg.training
+    continues = training.checkpoint_path and not (training.weights_only or training.from_mobilenet)
+    if training.resume and continues:
+        raise ConfigError(
+            "training.resume and training.checkpoint_path both name a run to continue; give one"
+        )
+    if training.resume == "auto":
+        return latest_checkpoint(cfg.resolved_work_dir())
+    if training.resume:
+        return Path(training.resume)
+    return Path(training.checkpoint_path) if continues else None
+
+
+def initial_weights(cfg: PosekitConfig) -> str | None:
+    training = cfg.training
+    if training.load_from and training.checkpoint_path and resume_path(cfg) is None:
+        raise ConfigError("give training.load_from or --checkpoint-path --weights-only, not both")
+    if training.load_from:
+        return training.load_from
+    if training.checkpoint_path and (training.weights_only or training.from_mobilenet):
+        return training.checkpoint_path
+    return None
+
+
+def train(
+    cfg: PosekitConfig,
+    say: Any = print,
+    on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+) -> TrainState:
+    """Run ``posekit train``; ``on_epoch(epoch, results row)`` is called after each epoch."""
+    device = pick_device(cfg.device)
+    info = init_distributed(device.type)
+    if info.active and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    if info.is_main:
+        cfg = ensure_synthetic_data(cfg, say)
+    barrier()  # the synthetic data set is made once, by rank 0
+    if not info.is_main:
+        cfg = ensure_synthetic_data(cfg, say=lambda _: None)
+    torch.manual_seed(cfg.seed)
+    continue_from = resume_path(cfg)
+    start_weights = initial_weights(cfg)
+    if continue_from is not None and start_weights is not None:
+        raise ConfigError(
+            "--resume continues a run, --weights-only / load_from start a new one; give one"
+        )
+    task = build_task(cfg, device)
+    if continue_from is None and info.is_main:  # where the backbone's weights came from
+        for line in backbone_weights_summary(task.model, other_weights=start_weights is not None):
+            say(line)
+    if start_weights is not None:
+        load_initial_weights(task.model, start_weights, cfg.training.from_mobilenet, say)
+    work_dir = cfg.resolved_work_dir()
+    # the task may resolve settings from the data (a detector's classes): save those
+    trainer = Trainer(task.cfg, task, work_dir, device, say, on_epoch=on_epoch)
+    if continue_from is not None:
+        data = load_checkpoint(continue_from)
+        original = original_state(data)
+        if original is None:
+            trainer.resume_from(continue_from)
+        else:
+            continue_original_run(trainer, continue_from, data, original)
+    say(f"training {cfg.model.name} on {device}; run folder {work_dir}")
+    return trainer.fit()
