@@ -59,9 +59,10 @@ def torch_runner(model: torch.nn.Module, channels_last: bool, bf16: bool) -> Cal
 def onnx_runner(model: torch.nn.Module, folder: Path) -> Callable:
     import onnxruntime
 
+    from posekit.bottomup.onnx import onnx_graph
     from posekit.commands.export import write_onnx
 
-    path = write_onnx(model, folder / "bench.onnx", HEIGHT)
+    path = write_onnx(onnx_graph(model.eval(), HEIGHT), folder / "bench.onnx")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from posekit.commands.loaded_model import load_model
-from posekit.commands.predict import DetectThenPose, _predict_one
+from posekit.commands.predict import DetectThenPose
 from posekit.commands.train import ensure_synthetic_data
 from posekit.config import load_config
 from posekit.data.coco import load_coco_keypoints
@@ -63,7 +63,7 @@ def main() -> None:
     for record in data.images[: args.images]:
         image = read_image(data.image_path(record))
         started = time.perf_counter()
-        drawn, people = _predict_one(pipeline, image)
+        drawn, people = pipeline.predict_drawn(image)
         seconds.append(time.perf_counter() - started)
         if args.out:
             write_jpeg(Path(args.out) / f"{record.image_id}.jpg", drawn)

@@ -150,12 +150,79 @@ def test_environment_variables_expand_with_defaults(monkeypatch: pytest.MonkeyPa
 
 def test_partial_stage2_augmentation_keeps_the_stage2_defaults() -> None:
     cfg = load_config(
-        None, ["data.augment_stage2.flip_prob=0.2", "topdown.augment_stage2.rotate_max=5"]
+        None, ["bottomup.augment_stage2.flip_prob=0.2", "topdown.augment_stage2.rotate_max=5"]
     )
-    assert cfg.data.augment_stage2.flip_prob == 0.2
-    assert cfg.data.augment_stage2.max_rotate == 10.0  # stage 2's default, not stage 1's 40
+    assert cfg.bottomup.augment_stage2.flip_prob == 0.2
+    assert cfg.bottomup.augment_stage2.max_rotate == 10.0  # stage 2's default, not stage 1's 40
     assert (
         cfg.topdown.augment_stage2.scale_min == 0.9 and cfg.topdown.augment_stage2.rotate_max == 5
     )
     with pytest.raises(ConfigError, match="max_rotat"):
-        load_config(None, ["data.augment_stage2.max_rotat=3"])
+        load_config(None, ["bottomup.augment_stage2.max_rotat=3"])
+
+
+def test_old_bottomup_keys_are_aliases_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    words = ["loss.heatmap_weight=5", "targets.sigma=3", "data.augment.flip_prob=0.1",
+             "inference.input_height=256", "inference.bf16=true",
+             "data.augment_stage2={}"]  # fmt: skip
+    cfg = load_config(None, words)
+    assert cfg.bottomup.loss.heatmap_weight == 5 and cfg.bottomup.targets.sigma == 3
+    assert cfg.bottomup.augment.flip_prob == 0.1
+    assert cfg.bottomup.inference.input_height == 256
+    assert cfg.inference.bf16 is True  # shared by the families: it stays
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("config + overrides: 'targets' is now")
+    new = load_config(None, ["bottomup.loss.heatmap_weight=5"])
+    assert new.bottomup.loss == cfg.bottomup.loss and capsys.readouterr().err == ""
+
+
+def test_a_key_given_under_its_old_and_new_name_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["bottomup.loss.paf_weight=2", "loss.paf_weight=3"])
+    message = str(error.value)
+    assert "\n" not in message
+    assert "'loss.paf_weight' and 'bottomup.loss.paf_weight' are both given" in message
+    # different leaves of the same moved section merge
+    cfg = load_config(None, ["bottomup.loss.paf_weight=2", "loss.heatmap_weight=3"])
+    assert (cfg.bottomup.loss.paf_weight, cfg.bottomup.loss.heatmap_weight) == (2, 3)
+
+
+def test_another_familys_settings_are_refused_naming_the_family() -> None:
+    from posekit.config import check_family_sections
+
+    topdown = load_config(None, ["model.name=topdown", "loss.heatmap_weight=5", "targets.sigma=3"])
+    with pytest.raises(ConfigError) as error:
+        check_family_sections(topdown, "topdown")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "bottomup.targets.sigma (formerly targets.sigma), bottomup.loss.heatmap_weight "
+        "(formerly loss.heatmap_weight): setting(s) of the bottomup family"
+    )
+    assert "model.name 'topdown' is a topdown model" in message
+    bottomup = load_config(None, ["detector.loss.l1_weight=3"])
+    with pytest.raises(
+        ConfigError, match=r"^detector.loss.l1_weight: setting\(s\) of the detector"
+    ):
+        check_family_sections(bottomup, "bottomup")
+    check_family_sections(load_config(None, ["targets.sigma=3"]), "bottomup")  # its own
+    check_family_sections(load_config(None, ["model.name=topdown"]), "topdown")  # defaults
+
+
+def test_config_show_and_train_refuse_another_familys_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from posekit.cli import main
+
+    topdown = str(Path(__file__).resolve().parents[1] / "configs" / "topdown" / "synthetic.yaml")
+    assert main(["config", "show", topdown, "targets.sigma=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: bottomup.targets.sigma (formerly targets.sigma)")
+    code = main(["train", "--config", topdown, "--work-dir", str(tmp_path / "run"),
+                 "bottomup.loss.paf_weight=2"])  # fmt: skip
+    assert code == 2
+    captured = capsys.readouterr()
+    assert "bottomup.loss.paf_weight (formerly loss.paf_weight): setting(s) of the bottomup" in (
+        captured.err
+    )
+    assert not (tmp_path / "run").exists() and "generating" not in captured.out

@@ -41,7 +41,7 @@ def last_row(work: Path) -> dict[str, str]:
 def train(work: Path, family: str, labels: Path, images: Path | None, *words: str) -> None:
     model = (
         ["model.name=topdown", TINY_TOPDOWN] if family == "topdown"
-        else [TINY_BOTTOMUP, "data.input_size=128", "inference.input_height=128"]
+        else [TINY_BOTTOMUP, "data.input_size=128", "bottomup.inference.input_height=128"]
     )  # fmt: skip
     data = [f"data.train.labels={labels}", f"data.val.labels={labels}"]
     if images is not None:

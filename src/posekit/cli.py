@@ -22,12 +22,14 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from posekit.config import config_to_yaml, load_config
+    from posekit.config import check_family_sections, config_to_yaml, load_config
+    from posekit.tasks import family_of
 
     config_file, overrides = args.config_file, list(args.overrides)
     if config_file is not None and "=" in config_file:  # `config show key=value` (no file)
         config_file, overrides = None, [config_file, *overrides]
     cfg = load_config(config_file, [*overrides, *args.cfg_options])
+    check_family_sections(cfg, family_of(cfg.model.name))
     sys.stdout.write(config_to_yaml(cfg))
     return 0
 
@@ -120,7 +122,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_trials(args: argparse.Namespace) -> int:
-    from posekit.trials.run import TrialsOptions, run_trials
+    from posekit.trials.options import TrialsOptions
+    from posekit.trials.run import run_trials
 
     options = TrialsOptions(
         trials_file=args.trials_file,

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import reprlib
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from posekit.atomic import atomic_write_text
 from posekit.errors import ConfigError, did_you_mean
 from posekit.schema import YAML_ERRORS
+
+# the configs shipped in the package (configs/<family>/*.yaml, configs/schemas/*.yaml)
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def _over_default(model: type[BaseModel], name: str, value: Any) -> Any:
@@ -90,11 +94,6 @@ class AugmentConfig(StrictModel):
 class DataConfig(StrictModel):
     keypoint_schema: str = Field("coco17", alias="schema")
     input_size: int = Field(368, ge=32)
-    augment: AugmentConfig = AugmentConfig()
-    # the weak augmentation of stage 2 (after training.stop_epoch)
-    augment_stage2: AugmentConfig = AugmentConfig(
-        scale_min=0.8, scale_max=1.1, max_rotate=10.0, center_perturb=20.0, color_jitter=0.0
-    )
     train: SplitData = SplitData()
     # several training sets in one run (replaces data.train), each with its sampling ratio
     train_sets: list[TrainSet] = []
@@ -105,12 +104,6 @@ class DataConfig(StrictModel):
     num_workers: int = Field(2, ge=0)
     # an unreadable training image mid-epoch: stop naming the file, or skip it and count
     bad_images: Literal["stop", "skip"] = "stop"
-
-    @field_validator("augment_stage2", mode="before")
-    @classmethod
-    def _stage2_over_its_defaults(cls, value: Any) -> Any:
-        """Keys given for stage 2 change the stage-2 defaults, not stage 1's."""
-        return _over_default(cls, "augment_stage2", value)
 
 
 class ModelConfig(StrictModel):
@@ -164,14 +157,41 @@ class LossConfig(StrictModel):
 
 
 class InferenceConfig(StrictModel):
+    """Bottom-up inference: input size, scales, flip and decoding thresholds."""
+
     input_height: int = Field(368, ge=32)
     # a fixed square input holding the whole image (letterboxed), instead of input_height
     letterbox: int | None = Field(None, ge=32)
-    bf16: bool = False  # bf16 autocast for the network on CPU (about 2.5x faster here)
     flip: bool = False
     scales: list[float] = [1.0]
     heatmap_threshold: float = Field(0.1, ge=0)
     min_keypoints: int = Field(3, ge=1)
+
+
+class SharedInferenceConfig(StrictModel):
+    """Inference settings every family reads."""
+
+    bf16: bool = False  # bf16 autocast for the network on CPU (about 2.5x faster here)
+
+
+class BottomUpConfig(StrictModel):
+    """Bottom-up family (Lightweight OpenPose, OpenPose-VGG19): augmentation, targets, loss
+    and inference."""
+
+    augment: AugmentConfig = AugmentConfig()
+    # the weak augmentation of stage 2 (after training.stop_epoch)
+    augment_stage2: AugmentConfig = AugmentConfig(
+        scale_min=0.8, scale_max=1.1, max_rotate=10.0, center_perturb=20.0, color_jitter=0.0
+    )
+    targets: TargetsConfig = TargetsConfig()
+    loss: LossConfig = LossConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+    @field_validator("augment_stage2", mode="before")
+    @classmethod
+    def _stage2_over_its_defaults(cls, value: Any) -> Any:
+        """Keys given for stage 2 change the stage-2 defaults, not stage 1's."""
+        return _over_default(cls, "augment_stage2", value)
 
 
 class TopDownAugmentConfig(StrictModel):
@@ -313,9 +333,8 @@ class PosekitConfig(StrictModel):
     device: str = "auto"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    targets: TargetsConfig = TargetsConfig()
-    loss: LossConfig = LossConfig()
-    inference: InferenceConfig = InferenceConfig()
+    inference: SharedInferenceConfig = SharedInferenceConfig()
+    bottomup: BottomUpConfig = BottomUpConfig()
     topdown: TopDownConfig = TopDownConfig()
     detector: DetectorConfig = DetectorConfig()
     training: TrainingConfig = TrainingConfig()
@@ -495,6 +514,116 @@ def apply_overrides(data: dict[str, Any], words: list[str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Family sections and the keys that moved into them
+
+# the section each model family owns (its name is the family's)
+FAMILY_SECTIONS = ("bottomup", "topdown", "detector")
+
+# keys of configs written before the family sections (issue 16) -> where they live now
+MOVED_KEYS: dict[str, str] = {
+    "targets": "bottomup.targets",
+    "loss": "bottomup.loss",
+    "data.augment": "bottomup.augment",
+    "data.augment_stage2": "bottomup.augment_stage2",
+    **{
+        f"inference.{key}": f"bottomup.inference.{key}"
+        for key in ("input_height", "letterbox", "flip", "scales", "heatmap_threshold",
+                    "min_keypoints")
+    },
+}  # fmt: skip
+
+
+def _pop_dotted(data: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(found, value) of the dotted ``key``, removed from ``data`` (emptied parents too)."""
+    parts = key.split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            return False, None
+    if parts[-1] not in node:
+        return False, None
+    value = node.pop(parts[-1])
+    if len(parts) > 1 and not node:
+        parent = data
+        for part in parts[:-2]:
+            parent = parent[part]
+        parent.pop(parts[-2])
+    return True, value
+
+
+def _leaves(value: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(value, dict) and value:
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{prefix}.{k}")]
+    return [(prefix, value)]
+
+
+def _get_dotted(data: dict[str, Any], key: str) -> tuple[bool, Any]:
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def move_old_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
+    """``data`` with the keys of :data:`MOVED_KEYS` at their new places, and the old keys
+    found. A value given under both the old and the new key is refused in one line."""
+    result = copy.deepcopy(data)
+    found = []
+    for old, new in MOVED_KEYS.items():
+        present, value = _pop_dotted(result, old)
+        if not present:
+            continue
+        found.append(old)
+        for leaf, leaf_value in _leaves(value, new):
+            if _get_dotted(result, leaf)[0]:
+                old_leaf = old + leaf[len(new) :]
+                raise ConfigError(
+                    f"{source}: {old_leaf!r} and {leaf!r} are both given; {old_leaf!r} is the "
+                    f"old name of {leaf!r}: keep only {leaf!r}"
+                )
+            result = set_dotted(result, leaf, leaf_value)
+    return result, found
+
+
+def moved_keys_line(source: str, old_keys: list[str]) -> str:
+    """The one line naming the new place of each old key a config used."""
+    moves = ", ".join(f"{old!r} is now {MOVED_KEYS[old]!r}" for old in old_keys)
+    return f"{source}: {moves} (the old keys still work; `posekit config show` prints the new form)"
+
+
+def check_family_sections(cfg: PosekitConfig, family: str) -> None:
+    """Refuse, in one line, settings of another family's section than ``family``'s (the
+    family of ``model.name``): they would be ignored. Sections left at their defaults pass."""
+    for section in FAMILY_SECTIONS:
+        if section == family:
+            continue
+        given = getattr(cfg, section)
+        default = type(given)().model_dump(mode="json", by_alias=True)
+        changed = [
+            key
+            for key, value in _leaves(given.model_dump(mode="json", by_alias=True), section)
+            if _get_dotted({section: default}, key) != (True, value)
+        ]
+        if changed:
+            moved_from = {new: old for old, new in MOVED_KEYS.items()}
+            shown = [
+                next(
+                    (f"{key} (formerly {moved_from[p]}{key[len(p):]})" for p in moved_from
+                     if key == p or key.startswith(p + ".")),
+                    key,
+                )
+                for key in changed
+            ]  # fmt: skip
+            raise ConfigError(
+                f"{', '.join(shown)}: setting(s) of the {section} family, but model.name "
+                f"{cfg.model.name!r} is a {family} model, which ignores them; remove them"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
 # Validation with readable errors
 
 
@@ -546,15 +675,21 @@ def config_from_mapping(
     settings: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
     source: str = "config",
+    announce: bool = True,
 ) -> PosekitConfig:
     """``data`` (a merged config mapping), then typed ``settings`` (dotted keys, from CLI
-    flags), then ``key.path=value`` overrides, ``${VAR}`` expanded; validated."""
+    flags), then ``key.path=value`` overrides, ``${VAR}`` expanded; keys from before the
+    family sections moved to their new place (with one line on stderr unless ``announce``
+    is false: a config stored in weights); validated."""
     for key, value in (settings or {}).items():
         data = set_dotted(data, key, value)
     data = apply_overrides(data, overrides or [])
     if overrides:
         source += " + overrides"
     check_plain_values(data, source)
+    data, old_keys = move_old_keys(data, source)
+    if old_keys and announce:
+        print(moved_keys_line(source, old_keys), file=sys.stderr)
     return validate_config(expand_env(data), source)
 
 

@@ -3,9 +3,13 @@ from __future__ import annotations
 import torch
 
 from posekit.bottomup.layouts import OPENPOSE18
-from posekit.bottomup.lw_openpose import LightweightOpenPose, StageOutputs, mobilenet_key
+from posekit.bottomup.lw_openpose import (
+    LightweightOpenPose,
+    StageOutputs,
+    lw_openpose_param_groups,
+    mobilenet_key,
+)
 from posekit.bottomup.openpose_vgg import OpenPoseVGG19
-from posekit.engine.optim import lw_openpose_param_groups
 
 
 def test_named_outputs_per_stage_follow_the_schema() -> None:

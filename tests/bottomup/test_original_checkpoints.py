@@ -175,7 +175,7 @@ def test_val_predict_and_export_take_an_original_file_without_a_config(
     labels = real_coco_dir / "test_coco.json"
     result = posekit(
         "val", "--weights", str(original_file), "--val-labels", str(labels),
-        "--val-images-folder", str(real_coco_dir), "--json", "inference.input_height=128",
+        "--val-images-folder", str(real_coco_dir), "--json", "bottomup.inference.input_height=128",
         cwd=tmp_path,
     )  # fmt: skip
     assert "an original Lightweight OpenPose checkpoint (1 refinement stage(s), iteration 7)" in (
@@ -183,7 +183,7 @@ def test_val_predict_and_export_take_an_original_file_without_a_config(
     )
     assert "AP" in json.loads(result.stdout.strip().splitlines()[-1])
     posekit("predict", str(real_coco_dir / "000000000785.jpg"), "--weights", str(original_file),
-            "--out", str(tmp_path / "drawn"), "inference.input_height=128",
+            "--out", str(tmp_path / "drawn"), "bottomup.inference.input_height=128",
             cwd=tmp_path)  # fmt: skip
     assert (tmp_path / "drawn" / "people.json").is_file()
     out = tmp_path / "model.safetensors"

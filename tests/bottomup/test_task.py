@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from posekit.bottomup.inference import People
 from posekit.bottomup.task import pck_of
 from posekit.data.coco import CocoKeypoints, PersonImage
+from posekit.people import People
 from posekit.schema import make_schema
 
 SCHEMA = make_schema("three", ["a", "b", "c"], [[0, 1], [1, 2]])  # no sigmas: PCK

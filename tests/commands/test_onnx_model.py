@@ -18,20 +18,20 @@ import torch
 
 from posekit.cli import main
 from posekit.commands.export import run_export
-from posekit.commands.loaded_model import load_model
+from posekit.commands.load import load_model
 from posekit.commands.onnx_model import ONNX_FORMAT, OnnxNetwork, read_metadata
 from posekit.commands.train import train
 from posekit.config import config_from_mapping, load_config
 from posekit.data.synthetic.generate import generate_synthetic
 from posekit.errors import CheckpointError, ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ["bottomup", "topdown", "topdown_simcc", "detector"]
 TINY = {
     "bottomup": (
         "model.params={num_refinement_stages: 1, num_channels: 8, width_mult: 0.25, head_width: 8}",
         "data.input_size=64",
-        "inference.input_height=64",
+        "bottomup.inference.input_height=64",
     ),
     "topdown": (
         "model.name=topdown",
@@ -340,8 +340,8 @@ def test_a_size_the_graph_does_not_take_is_a_config_error(
 ) -> None:
     variant, _, onnx_path = exported
     if variant == "bottomup":
-        heights = load_model(onnx_path, overrides=["inference.input_height=96"])
-        assert heights.cfg.inference.input_height == 96  # dynamic: any size
+        heights = load_model(onnx_path, overrides=["bottomup.inference.input_height=96"])
+        assert heights.cfg.bottomup.inference.input_height == 96  # dynamic: any size
         return
     if variant == "detector":
         override = "data.input_size=96"
@@ -383,7 +383,7 @@ def test_the_readme_snippet_runs_an_export(
         from posekit.bottomup.inference import inference_input_size
         from posekit.data.transforms import normalize_image
 
-        cfg = loaded.cfg.inference
+        cfg = loaded.cfg.bottomup.inference
         size = inference_input_size(image.shape[:2], cfg, 1.0, loaded.task.stride)
         expected = normalize_image(bottomup_eval_transform(image, size)[0])[None]
     else:

@@ -47,7 +47,7 @@ def test_two_iteration_run_on_synthetic_data(tiny_synthetic: Path, tmp_path: Pat
         f"data.train.images={tiny_synthetic / 'train'}",
         f"data.val.labels={tiny_synthetic / 'val.json'}",
         f"data.val.images={tiny_synthetic / 'val'}",
-        "data.input_size=128", "inference.input_height=128", TINY_MODEL,
+        "data.input_size=128", "bottomup.inference.input_height=128", TINY_MODEL,
         cwd=tmp_path,
     )  # fmt: skip
     assert (work / "config.yaml").is_file()
@@ -76,7 +76,7 @@ def test_original_flags_on_the_real_coco_sample(real_coco_dir: Path, tmp_path: P
         "--batch-size", "2", "--num-workers", "0",
         "--checkpoint-after", "1", "--val-after", "2", "--log-after", "1",
         "--max-iter", "2", "--base-lr", "1e-4",
-        TINY_MODEL, "data.input_size=128", "inference.input_height=128",
+        TINY_MODEL, "data.input_size=128", "bottomup.inference.input_height=128",
         cwd=tmp_path,
     )  # fmt: skip
     run = tmp_path / "runs" / "sample"
@@ -114,7 +114,7 @@ def test_val_command_prints_json_last(
         "--val-labels", str(tiny_synthetic / "val.json"),
         "--val-images-folder", str(tiny_synthetic / "val"),
         "--val-output-name", str(tmp_path / "out.json"), "--json",
-        "inference.input_height=128",
+        "bottomup.inference.input_height=128",
         cwd=tmp_path,
     )  # fmt: skip
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
@@ -122,7 +122,7 @@ def test_val_command_prints_json_last(
     assert (tmp_path / "out.json").is_file()
     predicted = posekit(
         "predict", str(tiny_synthetic / "val"), "--weights", str(one_iteration),
-        "--out", str(tmp_path / "pred"), "inference.input_height=128",
+        "--out", str(tmp_path / "pred"), "bottomup.inference.input_height=128",
         cwd=tmp_path,
     )  # fmt: skip
     assert "people" in predicted.stdout
@@ -142,7 +142,7 @@ def test_predict_on_a_video(tiny_synthetic: Path, one_iteration: Path, tmp_path:
     writer.release()
     posekit(
         "predict", str(video), "--weights", str(one_iteration),
-        "--out", str(tmp_path / "pred"), "inference.input_height=128",
+        "--out", str(tmp_path / "pred"), "bottomup.inference.input_height=128",
         cwd=tmp_path,
     )  # fmt: skip
     assert (tmp_path / "pred" / "clip_pose.mp4").stat().st_size > 0

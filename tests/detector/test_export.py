@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from posekit.commands.export import run_export
-from posekit.commands.loaded_model import load_model
+from posekit.commands.load import load_model
 from posekit.commands.train import train
 from posekit.config import PosekitConfig
 

@@ -33,7 +33,7 @@ def make_config(tiny_data: Path, tmp_path: Path) -> Callable[..., PosekitConfig]
             f"data.val.images={tiny_data / 'val'}",
             "data.input_size=64",
             "data.num_workers=0",
-            "inference.input_height=64",
+            "bottomup.inference.input_height=64",
             "training.batch_size=2",
             "training.max_epochs=2",
             "training.optimizer.lr=1e-3",

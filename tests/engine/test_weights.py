@@ -10,10 +10,11 @@ import torch
 
 from posekit.bottomup.layouts import default_layout
 from posekit.bottomup.task import build_bottomup_model
-from posekit.commands.export import export_safetensors, read_safetensors
-from posekit.commands.loaded_model import load_model
+from posekit.commands.export import export_safetensors
+from posekit.commands.load import load_model
 from posekit.commands.train import initial_weights, load_initial_weights, resume_path, train
 from posekit.config import PosekitConfig
+from posekit.engine.weights import read_safetensors
 from posekit.errors import ConfigError
 from posekit.schema import load_schema
 

@@ -102,7 +102,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     words = [
         f"data.train.labels={data / 'train.json'}", f"data.train.images={data / 'train'}",
         f"data.val.labels={data / 'val.json'}", f"data.val.images={data / 'val'}",
-        "data.num_workers=0", "data.input_size=64", "inference.input_height=64", "device=cpu",
+        "data.num_workers=0", "data.input_size=64", "bottomup.inference.input_height=64",
+        "device=cpu",
         "training.batch_size=2", "training.eval_interval=1", "training.checkpoint_after=0",
         "training.val_after=0", *MODEL_WORDS,
     ]  # fmt: skip
@@ -521,7 +522,7 @@ def _task(family: str, tiny: dict[str, Path], labels: Path) -> BottomUpTask | To
     words = [
         f"data.train.labels={data / 'train.json'}", f"data.train.images={data / 'train'}",
         f"data.val.labels={labels}", f"data.val.images={data / 'val'}", "data.num_workers=0",
-        "inference.input_height=64", "device=cpu",
+        "bottomup.inference.input_height=64", "device=cpu",
     ]  # fmt: skip
     if family == "bottomup":
         return BottomUpTask(load_config(None, [*words, *MODEL_WORDS]), torch.device("cpu"))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from posekit.commands.loaded_model import LoadedModel
-from posekit.commands.predict import DetectThenPose, _predict_one
+from posekit.commands.predict import DetectThenPose
 from posekit.config import PosekitConfig, load_config
 from posekit.data.coco import CocoKeypoints
 from posekit.data.images import read_image
@@ -61,7 +61,7 @@ def test_detected_people_get_their_own_keypoints_and_boxes(
     pipeline = DetectThenPose(detector, pose, box_threshold=0.3)
     for record in data.images:
         image = read_image(data.image_path(record))
-        drawn, people = _predict_one(pipeline, image)
+        drawn, people = pipeline.predict_drawn(image)
         assert len(people) == record.num_persons
         assert not np.array_equal(drawn, image)
         for found in people:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from posekit.commands.export import run_export
-from posekit.commands.loaded_model import load_model
+from posekit.commands.load import load_model
 from posekit.commands.train import train
 from posekit.config import PosekitConfig
 

@@ -226,7 +226,8 @@ def test_an_entry_queued_twice_runs_once(
 ) -> None:
     """Two processes enqueueing at the same moment can double an entry: the later trial
     steps aside (``duplicate_of``) and the CSV lists the entry once."""
-    from posekit.trials.run import TrialsOptions, prepare_run
+    from posekit.trials.options import TrialsOptions
+    from posekit.trials.run import prepare_run
     from posekit.trials.store import open_storage, open_study
 
     entries = [{"model.params.num_channels": -1}, {"model.params.num_channels": -2}]

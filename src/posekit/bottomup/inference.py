@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -18,16 +16,7 @@ from posekit.bottomup.peaks import flip_back_heatmaps, flip_back_pafs
 from posekit.config import InferenceConfig
 from posekit.data.transforms import compose_affine, invert_affine, normalize_image
 from posekit.layers.blocks import cpu_layout
-
-
-@dataclass
-class People:
-    """People found in one image, in the data set's keypoint order and image pixels."""
-
-    keypoints: np.ndarray  # (P, K, 3) x, y, score; score 0 where missing
-    scores: np.ndarray  # (P,)
-    boxes: np.ndarray | None = None  # (P, 4) x, y, w, h: the person boxes (top-down only)
-    category_ids: np.ndarray | None = None  # (P,) the boxes' categories, where known
+from posekit.people import People
 
 
 def input_size_for(image_hw: tuple[int, int], height: int, stride: int) -> tuple[int, int]:
@@ -71,8 +60,10 @@ def network_maps(
     cfg: InferenceConfig,
     stride: int,
     device: torch.device,
+    bf16: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Averaged maps over scales (and flips) on the grid of the first scale.
+    """Averaged maps over scales (and flips) on the grid of the first scale; ``bf16``:
+    bf16 autocast for the network (``inference.bf16``).
 
     Returns heatmaps (K + 1, h, w), PAFs (2L, h, w) and the (2, 3) image -> input matrix of
     the first scale.
@@ -87,7 +78,7 @@ def network_maps(
         batch = normalize_image(net_input)[None]
         if cfg.flip:
             batch = np.concatenate([batch, batch[..., ::-1]])
-        with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
             heatmaps, pafs = _forward(model, np.ascontiguousarray(batch), device)
         heat, paf = heatmaps[0], pafs[0]
         if cfg.flip:
@@ -133,8 +124,9 @@ def predict_people(
     cfg: InferenceConfig,
     stride: int,
     device: torch.device,
+    bf16: bool = False,
 ) -> People:
-    heatmaps, pafs, matrix = network_maps(model, image, layout, cfg, stride, device)
+    heatmaps, pafs, matrix = network_maps(model, image, layout, cfg, stride, device, bf16)
     keypoints, scores = decode_bottomup(
         heatmaps,
         pafs,
@@ -150,14 +142,3 @@ def predict_people(
         keypoints = np.concatenate([xy, keypoints[..., 2:]], axis=-1)
         keypoints[keypoints[..., 2] <= 0] = 0
     return People(layout.to_dataset(keypoints).astype(np.float32), np.asarray(scores))
-
-
-def people_to_json(people: People) -> list[dict[str, Any]]:
-    found = [
-        {"keypoints": kp.round(2).tolist(), "score": round(float(s), 4)}
-        for kp, s in zip(people.keypoints, people.scores, strict=True)
-    ]
-    if people.boxes is not None:
-        for entry, box in zip(found, people.boxes, strict=True):
-            entry["bbox"] = np.asarray(box, dtype=np.float64).round(2).tolist()
-    return found

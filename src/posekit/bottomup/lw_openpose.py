@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from posekit.engine.optim import named_leaf_params
 from posekit.layers.blocks import conv, conv_dw, conv_dw_no_bn, scaled
 
 
@@ -175,3 +176,26 @@ def init_background_bias(heads: list[nn.Conv2d]) -> None:
 def mobilenet_key(target_key: str) -> str:
     """Key of a trunk parameter in the ImageNet MobileNetV1 checkpoint's ``state_dict``."""
     return "module." + target_key if target_key.startswith("model.") else target_key
+
+
+def lw_openpose_param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
+    """The original train.py's groups: no weight decay on BatchNorm and depthwise weights,
+    refinement stages at 4x the base learning rate, biases at 2x (trunk, CPM, initial stage)
+    or 8x (refinement stages)."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    params = dict(model.named_parameters())
+    for name, child, param_name in named_leaf_params(model, ""):
+        refinement = name.startswith("refinement_stages")
+        is_bias = param_name == "bias"
+        no_decay = isinstance(child, nn.modules.batchnorm._BatchNorm) or (
+            isinstance(child, nn.Conv2d) and child.groups > 1 and child.groups == child.in_channels
+        )
+        if is_bias:
+            lr_mult, decay = (8.0 if refinement else 2.0), 0.0
+        else:
+            lr_mult, decay = (4.0 if refinement else 1.0), (0.0 if no_decay else weight_decay)
+        groups.setdefault((lr_mult, decay), []).append(params[name])
+    return [
+        {"params": group, "lr": base_lr * lr_mult, "weight_decay": decay, "lr_mult": lr_mult}
+        for (lr_mult, decay), group in sorted(groups.items())
+    ]

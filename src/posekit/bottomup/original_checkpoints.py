@@ -18,12 +18,22 @@ Any number of refinement stages is read from the file.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from posekit.atomic import atomic_write_with
 from posekit.bottomup.layouts import OPENPOSE18_LIMBS
+from posekit.bottomup.lw_openpose import LightweightOpenPose
+from posekit.config import CONFIGS_DIR, config_from_mapping, load_merged_mapping
+from posekit.engine.loop import Trainer, TrainState
+from posekit.engine.state import weights_mismatch
+from posekit.errors import CheckpointError
+
+# posekit's config of the original network and training recipe
+ORIGINAL_CONFIG = CONFIGS_DIR / "lw_openpose" / "original.yaml"
 
 # The original repository's training limb list (the order its data set writes PAF channels),
 # as pairs of its 18 keypoints (OpenPose order, the same as posekit's network layout).
@@ -110,9 +120,6 @@ def to_original(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def original_config(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """The posekit config of the original architecture with the file's refinement stages:
     ``configs/lw_openpose/original.yaml`` (what the weights imply)."""
-    from posekit.commands.train_args import ORIGINAL_CONFIG
-    from posekit.config import load_merged_mapping
-
     mapping = load_merged_mapping(ORIGINAL_CONFIG)
     mapping["model"]["params"]["num_refinement_stages"] = refinement_stage_count(state)
     return mapping
@@ -125,6 +132,17 @@ def describe(path: Any, data: Mapping[str, Any], state: Mapping[str, Any]) -> st
         f"{path}: an original Lightweight OpenPose checkpoint ({refinement_stage_count(state)} "
         f"refinement stage(s){where}); its PAF channels are reordered to posekit's limbs"
     )
+
+
+def read_original(
+    data: Any, path: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str] | None:
+    """(posekit-order weights, the implied config, the line saying what was recognised) of
+    an original checkpoint's loaded ``data``; None for any other file."""
+    original = original_state(data)
+    if original is None:
+        return None
+    return from_original(original), original_config(original), describe(path, data, original)
 
 
 def original_checkpoint(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -195,17 +213,12 @@ def original_adam_state(
     return by_name
 
 
-def export_original(weights: Any, out: Any) -> Any:
+def export_original(
+    state: Mapping[str, torch.Tensor], stored: dict[str, Any] | None, weights: Any, out: Any
+) -> Any:
     """``posekit export --format lwop``: a posekit Lightweight OpenPose (COCO-17, the original
-    architecture) as the original repository's checkpoint, PAF order included."""
-    from posekit.atomic import atomic_write_with
-    from posekit.bottomup.lw_openpose import LightweightOpenPose
-    from posekit.commands.loaded_model import read_weights
-    from posekit.config import config_from_mapping
-    from posekit.engine.state import weights_mismatch
-    from posekit.errors import CheckpointError
-
-    state, stored = read_weights(weights)
+    architecture; ``state`` and ``stored`` config read from the file ``weights``) as the
+    original repository's checkpoint, PAF order included."""
     cfg = config_from_mapping(dict(stored or {}), None, None, f"{weights} (stored config)")
     if cfg.model.name != "lw_openpose" or cfg.data.keypoint_schema != "coco17":
         raise CheckpointError(
@@ -225,3 +238,68 @@ def export_original(weights: Any, out: Any) -> Any:
         )
     atomic_write_with(out, lambda handle: torch.save(original_checkpoint(state), handle))
     return out
+
+
+def original_start_weights(
+    data: Any, path: Any, model: torch.nn.Module, say: Callable[[str], None]
+) -> dict[str, torch.Tensor] | None:
+    """An original checkpoint's weights in posekit's order to start a run from (saying what
+    was recognised, and when the model has another number of refinement stages); None for
+    any other file."""
+    original = original_state(data)
+    if original is None:
+        return None
+    say(describe(path, data, original))
+    source = from_original(original)
+    in_file, in_model = refinement_stage_count(source), refinement_stage_count(model.state_dict())
+    if in_file != in_model:
+        say(
+            f"  the file has {in_file} refinement stages, the model {in_model}: the others "
+            f"start fresh (model.params.num_refinement_stages={in_file} keeps them all)"
+        )
+    return source
+
+
+def continue_original_run(
+    trainer: Trainer, path: Path, data: dict[str, Any], original: dict[str, torch.Tensor]
+) -> None:
+    """``--checkpoint-path`` of an original train.py snapshot without ``--weights-only``: its
+    weights, Adam moments, iteration and epoch continue in posekit (the schedule placed at
+    that iteration); where its state does not fit, one line naming ``--weights-only``."""
+    trainer.say(describe(path, data, original))
+    model = trainer.model
+    weights = from_original(original)
+    refuse = f"{path}: cannot continue this original run in posekit"
+    mismatch = weights_mismatch(model.state_dict(), weights)
+    iteration, epoch = data.get("iter"), data.get("current_epoch")
+    if mismatch is not None:
+        raise CheckpointError(f"{refuse} ({mismatch}); or start from its weights: --weights-only")
+    if not (isinstance(iteration, int) and isinstance(epoch, int)) or "optimizer" not in data:
+        raise CheckpointError(
+            f"{refuse}: it holds weights only (no optimizer, iter, current_epoch); start from "
+            "them with --weights-only"
+        )
+    moments = original_adam_state(model, data["optimizer"])
+    if moments is None or not isinstance(trainer.optimizer, torch.optim.Adam):
+        raise CheckpointError(
+            f"{refuse}: its optimizer state is not an Adam over this model's parameters "
+            "(training.optimizer.name must be adam); start from its weights with --weights-only"
+        )
+    model.load_state_dict(weights)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in trainer.optimizer.param_groups:
+        for parameter in group["params"]:
+            entry = moments.get(names[id(parameter)])
+            if entry is not None:
+                trainer.optimizer.state[parameter] = {
+                    k: (v.to(parameter.device) if k != "step" else v) for k, v in entry.items()
+                }
+    scheduler = trainer.scheduler
+    scheduler.last_epoch = iteration
+    for group, lr in zip(trainer.optimizer.param_groups, scheduler.get_lr(), strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = [group["lr"] for group in trainer.optimizer.param_groups]
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict({**trainer.ema.state_dict(), "model": model.state_dict()})
+    trainer.state = TrainState(epoch=epoch, iteration=iteration)
+    trainer.say(f"continuing the original run at epoch {epoch + 1}, iteration {iteration}")

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from posekit.bottomup import onnx
 from posekit.bottomup.dataset import BottomUpDataset, TargetSpec, augment_params
-from posekit.bottomup.inference import People, predict_people
+from posekit.bottomup.inference import predict_people
 from posekit.bottomup.layouts import KeypointLayout, default_layout
 from posekit.bottomup.loss import bottomup_loss
-from posekit.bottomup.lw_openpose import LightweightOpenPose
+from posekit.bottomup.lw_openpose import (
+    LightweightOpenPose,
+    StageOutputs,
+    lw_openpose_param_groups,
+)
 from posekit.bottomup.openpose_vgg import OpenPoseVGG19
+from posekit.bottomup.original_checkpoints import export_original, read_original
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.ground_truth import (
@@ -26,11 +33,13 @@ from posekit.data.ground_truth import (
 from posekit.data.images import read_image
 from posekit.data.sources import load_split, run_schema
 from posekit.drawing import draw_people, write_jpeg
-from posekit.engine.optim import lw_openpose_param_groups, plain_param_groups
+from posekit.engine.onnx_graph import OnnxGraph
+from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
 from posekit.evaluation import keypoint_results, save_results
 from posekit.layers.blocks import cpu_layout
+from posekit.people import People, people_to_json
 
 BOTTOMUP_MODELS: dict[str, type[nn.Module]] = {
     "lw_openpose": LightweightOpenPose,
@@ -57,6 +66,19 @@ class BottomUpTask:
     """Model, data, loss and evaluation of a bottom-up run (see :class:`TrainingTask`)."""
 
     family = "bottomup"
+    listing = ("people", "people.json")  # what ``posekit predict`` lists, and in which file
+    gives_person_boxes = False
+    takes_person_boxes = False
+    # files of other tools this family reads: (weights, config, what was recognised) or None
+    foreign_weight_readers = (read_original,)
+    # ``posekit export --format NAME``: (weights, stored config, source, out) -> written file
+    export_formats: ClassVar[dict[str, Callable[..., Any]]] = {"lwop": export_original}
+
+    @staticmethod
+    def input_size_settings(size: int) -> dict[str, Any]:
+        """The config keys that make this family train and validate at ``size`` pixels
+        (``posekit trials --budget-size``)."""
+        return {"data.input_size": size, "bottomup.inference.input_height": size}
 
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
@@ -75,12 +97,12 @@ class BottomUpTask:
         self.metric_name = metric_name(self.schema, self.val_data)
 
     def train_dataset(self, stage: int, input_size: int) -> BottomUpDataset:
-        """Stage 1 uses ``data.augment``, stage 2 ``data.augment_stage2``; overfit none."""
+        """Stage 1 uses ``bottomup.augment``, stage 2 ``bottomup.augment_stage2``; overfit none."""
         if self.train_data is None:
             raise ConfigError("data.train.labels is not set; give the training labels")
-        targets = self.cfg.targets
+        targets = self.cfg.bottomup.targets
         spec = TargetSpec(input_size, self.stride, targets.sigma, targets.paf_width)
-        ranges = self.cfg.data.augment if stage == 1 else self.cfg.data.augment_stage2
+        ranges = self.cfg.bottomup.augment if stage == 1 else self.cfg.bottomup.augment_stage2
         augment = None if self.cfg.training.overfit else augment_params(ranges)
         return BottomUpDataset(self.train_data, self.layout, spec, augment)
 
@@ -94,9 +116,9 @@ class BottomUpTask:
             batch["heatmaps"],
             batch["pafs"],
             batch["weights"],
-            self.cfg.loss.heatmap_weight,
-            self.cfg.loss.paf_weight,
-            self.cfg.loss.foreground_weight,
+            self.cfg.bottomup.loss.heatmap_weight,
+            self.cfg.bottomup.loss.paf_weight,
+            self.cfg.bottomup.loss.foreground_weight,
         )
 
     def param_groups(self, base_lr: float, weight_decay: float) -> list[dict]:
@@ -111,8 +133,9 @@ class BottomUpTask:
         return {"schema": self.schema.to_dict(), "family": self.family}
 
     def predict(self, model: nn.Module, image: np.ndarray) -> People:
+        settings = self.cfg.bottomup.inference
         return predict_people(
-            model, image, self.layout, self.cfg.inference, self.stride, self.device
+            model, image, self.layout, settings, self.stride, self.device, self.cfg.inference.bf16
         )
 
     def evaluate(self, model: nn.Module, results_path: Path | None) -> dict[str, float]:
@@ -139,6 +162,34 @@ class BottomUpTask:
         with torch.no_grad():
             people = self.predict(model, image)
         return draw_people(image, people.keypoints, self.schema), people
+
+    def validation_data(self, cfg: PosekitConfig) -> CocoKeypoints | None:
+        """``data.val`` of ``cfg`` on this model's schema (``posekit val``)."""
+        return load_split(cfg, "val", self.schema)
+
+    def predict_listed(
+        self, model: nn.Module, image: np.ndarray, box_threshold: float
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """``posekit predict``: the image with the people drawn, and their JSON entries
+        (``box_threshold`` is for detectors)."""
+        del box_threshold
+        drawn, people = self.predict_drawn(model, image)
+        return drawn, people_to_json(people)
+
+    def onnx_graph(self, network: nn.Module) -> OnnxGraph:
+        return onnx.onnx_graph(network, self.cfg.bottomup.inference.input_height)
+
+    def onnx_metadata(self) -> dict[str, Any]:
+        return onnx.onnx_metadata(self)
+
+    def onnx_output_names(self) -> list[str]:
+        return list(onnx.OUTPUT_NAMES)
+
+    def onnx_input_hw(self) -> tuple[int, int] | None:
+        return None  # any height and width (multiples of the stride)
+
+    def onnx_outputs(self, named: dict[str, torch.Tensor]) -> StageOutputs:
+        return onnx.outputs_from_onnx(named)
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
         """The first ``count`` validation images with predictions drawn, as JPEGs."""

@@ -14,11 +14,12 @@ import orjson
 import torch
 
 from posekit.atomic import atomic_write_bytes
-from posekit.bottomup.inference import people_to_json
-from posekit.commands.loaded_model import LoadedModel, load_model
+from posekit.commands.load import load_model
+from posekit.commands.loaded_model import LoadedModel
 from posekit.data.images import read_image
 from posekit.drawing import draw_boxes, draw_people, write_jpeg
 from posekit.errors import ConfigError, DataError
+from posekit.people import people_to_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -70,8 +71,9 @@ def video_frames(path: Path) -> Iterator[tuple[np.ndarray, float]]:
 
 
 def detector_model(loaded: LoadedModel) -> LoadedModel:
-    """``loaded`` when it is a detector, else the one-line ``--detector`` error."""
-    if loaded.task.family != "detector":
+    """``loaded`` when it finds person boxes (a detector), else the one-line ``--detector``
+    error."""
+    if not loaded.task.gives_person_boxes:
         raise ConfigError("--detector: these weights are not a detector; give a detector's")
     return loaded
 
@@ -87,7 +89,7 @@ class DetectThenPose:
 
     def __post_init__(self) -> None:
         detector_model(self.detector)
-        if self.pose.task.family != "topdown":
+        if not self.pose.task.takes_person_boxes:
             raise ConfigError(
                 "--pose: a top-down pose model is needed after a detector (bottom-up models "
                 "find people themselves; run them with --weights alone)"
@@ -105,25 +107,18 @@ class DetectThenPose:
 
 
 @dataclass
-class DetectorOnly:
-    """A detector alone: its boxes scoring at least ``box_threshold``, drawn and listed."""
+class OneModel:
+    """A model of any family alone: what it finds (people, or a detector's boxes scoring at
+    least ``box_threshold``), drawn and listed."""
 
-    detector: LoadedModel
+    loaded: LoadedModel
     box_threshold: float = 0.3
 
     def predict_drawn(self, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-        task, model = self.detector.task, self.detector.model
-        return task.predict_drawn(model, image, self.box_threshold)
+        return self.loaded.task.predict_listed(self.loaded.model, image, self.box_threshold)
 
 
-Predictor = LoadedModel | DetectThenPose | DetectorOnly
-
-
-def _predict_one(predictor: Predictor, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-    if isinstance(predictor, (DetectThenPose, DetectorOnly)):
-        return predictor.predict_drawn(image)
-    drawn, people = predictor.task.predict_drawn(predictor.model, image)
-    return drawn, people_to_json(people)
+Predictor = OneModel | DetectThenPose
 
 
 def build_predictor(
@@ -140,15 +135,20 @@ def build_predictor(
     if detector is None and pose is None:
         raise ConfigError("give --weights (or --detector D --pose P)")
     if pose is None:  # the detector alone
-        loaded = detector_model(load_model(detector, overrides=overrides))
-        return DetectorOnly(loaded, box_threshold)
+        return OneModel(detector_model(load_model(detector, overrides=overrides)), box_threshold)
     if detector is None:  # one model of any family
-        loaded = load_model(pose, overrides=overrides)
-        return DetectorOnly(loaded, box_threshold) if loaded.task.family == "detector" else loaded
+        return OneModel(load_model(pose, overrides=overrides), box_threshold)
     return DetectThenPose(
         load_model(detector, overrides=overrides), load_model(pose, overrides=overrides),
         box_threshold,
     )  # fmt: skip
+
+
+def predictor_listing(predictor: Predictor) -> tuple[str, str]:
+    """What the predictor lists (``people`` / ``detections``) and the file it goes in."""
+    if isinstance(predictor, DetectThenPose):
+        return predictor.pose.task.listing
+    return predictor.loaded.task.listing
 
 
 def run_predict(
@@ -165,8 +165,7 @@ def run_predict(
     detector alone) into ``out_dir``."""
     out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
     predictor = build_predictor(weights, detector, pose, overrides, box_threshold)
-    boxes_only = isinstance(predictor, DetectorOnly)
-    what, listing = ("detections", "detections.json") if boxes_only else ("people", "people.json")
+    what, listing = predictor_listing(predictor)
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     found: dict[str, Any] = {}
@@ -176,7 +175,7 @@ def run_predict(
     else:
         sources = list_sources(source_path)
         for path, drawing in zip(sources, drawing_paths(sources, target), strict=True):
-            drawn, entries = _predict_one(predictor, read_image(path))
+            drawn, entries = predictor.predict_drawn(read_image(path))
             write_jpeg(drawing, drawn)
             found[path.name] = entries
             print(f"{path.name}: {len(entries)} {what}", file=out)
@@ -191,7 +190,7 @@ def _predict_video(predictor: Predictor, path: Path, target: Path) -> list[list[
     output = target / f"{path.stem}_pose.mp4"
     try:
         for frame, fps in video_frames(path):
-            drawn, people = _predict_one(predictor, frame)
+            drawn, people = predictor.predict_drawn(frame)
             if writer is None:
                 height, width = drawn.shape[:2]
                 fourcc = cv2.VideoWriter.fourcc(*"mp4v")

@@ -12,20 +12,18 @@ from torch import nn
 
 from posekit.bottomup.lw_openpose import mobilenet_key
 from posekit.bottomup.original_checkpoints import (
-    describe,
-    from_original,
-    original_adam_state,
+    continue_original_run,
+    original_start_weights,
     original_state,
-    refinement_stage_count,
 )
-from posekit.config import PosekitConfig
+from posekit.config import PosekitConfig, check_family_sections
 from posekit.engine.checkpoints import latest_checkpoint
 from posekit.engine.dist import barrier, init_distributed
 from posekit.engine.loop import Trainer, TrainState, pick_device
-from posekit.engine.state import load_checkpoint, model_state_from, weights_mismatch
+from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError, ConfigError
 from posekit.layers.backbone_weights import backbone_weights_summary
-from posekit.tasks import build_task
+from posekit.tasks import build_task, family_of
 
 
 def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig:
@@ -58,20 +56,8 @@ def load_initial_weights(model: nn.Module, path: str, from_mobilenet: bool, say:
     whose names and shapes match are loaded; the others keep their initialisation and are
     listed (e.g. a head for another keypoint count)."""
     data = load_checkpoint(path)
-    original = original_state(data)
-    if original is not None:
-        say(describe(path, data, original))
-        source = from_original(original)
-        in_file, in_model = (
-            refinement_stage_count(source),
-            refinement_stage_count(model.state_dict()),
-        )
-        if in_file != in_model:
-            say(
-                f"  the file has {in_file} refinement stages, the model {in_model}: the others "
-                f"start fresh (model.params.num_refinement_stages={in_file} keeps them all)"
-            )
-    else:
+    source = original_start_weights(data, path, model, say)
+    if source is None:  # not an original checkpoint: posekit's
         source = model_state_from(data, prefer_ema=True)
     target = model.state_dict()
     rename = mobilenet_key if from_mobilenet else (lambda key: key)
@@ -91,51 +77,6 @@ def load_initial_weights(model: nn.Module, path: str, from_mobilenet: bool, say:
         say(f"  re-initialised {key} {tuple(target[key].shape)} (file: {shape})")
     if len(skipped) > 50:
         say(f"  ... and {len(skipped) - 50} more")
-
-
-def continue_original_run(
-    trainer: Trainer, path: Path, data: dict[str, Any], original: dict[str, torch.Tensor]
-) -> None:
-    """``--checkpoint-path`` of an original train.py snapshot without ``--weights-only``: its
-    weights, Adam moments, iteration and epoch continue in posekit (the schedule placed at
-    that iteration); where its state does not fit, one line naming ``--weights-only``."""
-    trainer.say(describe(path, data, original))
-    model = trainer.model
-    weights = from_original(original)
-    refuse = f"{path}: cannot continue this original run in posekit"
-    mismatch = weights_mismatch(model.state_dict(), weights)
-    iteration, epoch = data.get("iter"), data.get("current_epoch")
-    if mismatch is not None:
-        raise CheckpointError(f"{refuse} ({mismatch}); or start from its weights: --weights-only")
-    if not (isinstance(iteration, int) and isinstance(epoch, int)) or "optimizer" not in data:
-        raise CheckpointError(
-            f"{refuse}: it holds weights only (no optimizer, iter, current_epoch); start from "
-            "them with --weights-only"
-        )
-    moments = original_adam_state(model, data["optimizer"])
-    if moments is None or not isinstance(trainer.optimizer, torch.optim.Adam):
-        raise CheckpointError(
-            f"{refuse}: its optimizer state is not an Adam over this model's parameters "
-            "(training.optimizer.name must be adam); start from its weights with --weights-only"
-        )
-    model.load_state_dict(weights)
-    names = {id(p): n for n, p in model.named_parameters()}
-    for group in trainer.optimizer.param_groups:
-        for parameter in group["params"]:
-            entry = moments.get(names[id(parameter)])
-            if entry is not None:
-                trainer.optimizer.state[parameter] = {
-                    k: (v.to(parameter.device) if k != "step" else v) for k, v in entry.items()
-                }
-    scheduler = trainer.scheduler
-    scheduler.last_epoch = iteration
-    for group, lr in zip(trainer.optimizer.param_groups, scheduler.get_lr(), strict=True):
-        group["lr"] = lr
-    scheduler._last_lr = [group["lr"] for group in trainer.optimizer.param_groups]
-    if trainer.ema is not None:
-        trainer.ema.load_state_dict({**trainer.ema.state_dict(), "model": model.state_dict()})
-    trainer.state = TrainState(epoch=epoch, iteration=iteration)
-    trainer.say(f"continuing the original run at epoch {epoch + 1}, iteration {iteration}")
 
 
 def resume_path(cfg: PosekitConfig) -> Path | None:
@@ -172,6 +113,7 @@ def train(
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> TrainState:
     """Run ``posekit train``; ``on_epoch(epoch, results row)`` is called after each epoch."""
+    check_family_sections(cfg, family_of(cfg.model.name))  # before any data is made
     device = pick_device(cfg.device)
     info = init_distributed(device.type)
     if info.active and device.type == "cuda":

@@ -11,11 +11,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from posekit.config import PosekitConfig, config_from_mapping, load_config
+from posekit.bottomup.original_checkpoints import ORIGINAL_CONFIG
+from posekit.config import CONFIGS_DIR, PosekitConfig, config_from_mapping, load_config
 
-CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIGS_DIR / "lw_openpose" / "synthetic.yaml"
-ORIGINAL_CONFIG = CONFIGS_DIR / "lw_openpose" / "original.yaml"
 
 # flag (argparse dest) -> (config key, type, help)
 VALUE_FLAGS: dict[str, tuple[str, type, str]] = {

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from posekit.commands.loaded_model import load_model
+from posekit.commands.load import load_model
 from posekit.config import load_config
-from posekit.data.sources import load_split
 from posekit.errors import ConfigError
 from posekit.evaluation import format_metrics
 
@@ -29,10 +28,7 @@ def run_val(
     out = out if out is not None else sys.stdout  # looked up now: stdout may be replaced
     base = load_config(config) if config else None
     loaded = load_model(weights, settings, overrides, base_config=base)
-    if loaded.task.family == "detector":
-        data = loaded.task.validation_data(loaded.cfg)
-    else:
-        data = load_split(loaded.cfg, "val", loaded.task.schema)
+    data = loaded.task.validation_data(loaded.cfg)
     if data is None:
         raise ConfigError(
             "no validation data: give --val-labels and --val-images-folder "

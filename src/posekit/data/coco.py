@@ -165,7 +165,7 @@ def parse_coco_keypoints(
 ) -> ParsedKeypoints:
     """The records of a parsed COCO keypoint dict (``source`` names it in errors)."""
     fields = keypoint_fields(schema, keypoints_field)
-    table = _parse_images(data["images"], source, keep_unlabelled=False)
+    table = parse_images(data["images"], source, keep_unlabelled=False)
     selected = select_category_ids(data, category_ids, source)
     categories = _selected_categories(data, selected)
     check_keypoint_names(data, selected, schema, fields, source)
@@ -374,7 +374,7 @@ def gc_paused() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class _ImageTable:
+class ImageTable:
     ids: list[int]
     file_names: list[str]
     widths: list[int]
@@ -386,7 +386,7 @@ class _ImageTable:
     repairs: tuple[Repair, ...] = ()
 
 
-def _parse_images(entries: list[Any], source: str, keep_unlabelled: bool = True) -> _ImageTable:
+def parse_images(entries: list[Any], source: str, keep_unlabelled: bool = True) -> ImageTable:
     """The image entries; frames marked ``is_labeled: false`` (PoseTrack) are left out unless
     ``keep_unlabelled``: their people are not labelled, so they are neither training nor
     evaluation images."""
@@ -396,7 +396,7 @@ def _parse_images(entries: list[Any], source: str, keep_unlabelled: bool = True)
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise DataError(f"{source}: images[{position}] is not an object")
-        image_id = _as_int(entry.get("id"), f"images[{position}].id", source)
+        image_id = as_int(entry.get("id"), f"images[{position}].id", source)
         if image_id in index_of or image_id in dropped:
             raise DataError(
                 f"{source}: image id {image_id} appears twice; run posekit check-data to list "
@@ -418,11 +418,11 @@ def _parse_images(entries: list[Any], source: str, keep_unlabelled: bool = True)
     if dropped:
         message = "frames marked is_labeled: false are left out (their people are unlabelled)"
         repairs = (Repair("unlabelled_frame", message, tuple(dropped), on_images=True),)
-    return _ImageTable(ids, names, widths, heights, index_of, polygons, frozenset(dropped), repairs)
+    return ImageTable(ids, names, widths, heights, index_of, polygons, frozenset(dropped), repairs)
 
 
 def _as_size(value: Any, what: str, source: str) -> int:
-    size = _as_int(value, what, source)
+    size = as_int(value, what, source)
     if size <= 0:
         raise DataError(f"{source}: {what} must be a positive integer, got {size}")
     return size
@@ -454,7 +454,7 @@ def _is_coordinate(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
 
-def _as_int(value: Any, what: str, source: str) -> int:
+def as_int(value: Any, what: str, source: str) -> int:
     """An integer id: an int, or a whole float, within int64 (floats exact: |v| < 2^53)."""
     limit = 2**53 if isinstance(value, float) else 2**63
     if (
@@ -598,7 +598,7 @@ def _float_rows(values: list[Any], width: int, what: str, ids: list[Any], source
     raise DataError(f"{source}: {what} values are not all numeric")
 
 
-def _areas(group: _Group, boxes: np.ndarray, table: _ImageTable, source: str) -> np.ndarray:
+def _areas(group: _Group, boxes: np.ndarray, table: ImageTable, source: str) -> np.ndarray:
     """'area' per annotation as float32. A missing or null area is filled as COCO defines it:
     the segmentation's area, else the box's w * h (see :func:`area_repairs`)."""
     areas, ids = group.column("area"), group.column("id")
@@ -618,7 +618,7 @@ def _areas(group: _Group, boxes: np.ndarray, table: _ImageTable, source: str) ->
     return result
 
 
-def _filled_area(group: _Group, row: int, box: np.ndarray, table: _ImageTable) -> float:
+def _filled_area(group: _Group, row: int, box: np.ndarray, table: ImageTable) -> float:
     segmentation = group.annotations[row].get("segmentation")
     if segmentation:
         index = group.image_index[row]
@@ -661,7 +661,7 @@ def _count_repairs(persons: _Group, visibility: np.ndarray) -> tuple[Repair, ...
     return tuple(repairs)
 
 
-def _group_slices(sorted_image_index: np.ndarray, num_images: int) -> list[slice]:
+def group_slices(sorted_image_index: np.ndarray, num_images: int) -> list[slice]:
     """Per image, the slice of rows that belong to it in an array sorted by image index."""
     counts = np.bincount(sorted_image_index, minlength=num_images)
     ends = np.cumsum(counts)
@@ -669,7 +669,7 @@ def _group_slices(sorted_image_index: np.ndarray, num_images: int) -> list[slice
     return [slice(s, e) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
+def read_only(array: np.ndarray) -> np.ndarray:
     array = np.ascontiguousarray(array)
     array.flags.writeable = False
     return array
@@ -688,7 +688,7 @@ class _Ignores:
 
 def _ignore_regions(
     persons: _Group, person_columns: dict[str, np.ndarray], unlabelled: np.ndarray,
-    crowds: _Group, table: _ImageTable, source: str,
+    crowds: _Group, table: ImageTable, source: str,
 ) -> _Ignores:  # fmt: skip
     """Crowd regions, persons without labelled keypoints and image-level regions, in file
     order within each image (image-level ones last)."""
@@ -731,8 +731,8 @@ def _ignore_regions(
     }
     return _Ignores(
         segmentations=[segmentations[i] for i in order],
-        **{name: _frozen(values[order]) for name, values in columns.items()},
-        slices=_group_slices(image_index[order], len(table.ids)),
+        **{name: read_only(values[order]) for name, values in columns.items()},
+        slices=group_slices(image_index[order], len(table.ids)),
     )
 
 
@@ -746,7 +746,7 @@ class _ImageRegions:
     categories: np.ndarray
 
 
-def _image_level_regions(table: _ImageTable, max_id: int) -> _ImageRegions:
+def _image_level_regions(table: ImageTable, max_id: int) -> _ImageRegions:
     """Image-level ignore regions as crowd regions of category 1, ids after the file's."""
     image_index, polygons, boxes, areas = [], [], [], []
     for index, regions in enumerate(table.ignore_polygons):
@@ -775,7 +775,7 @@ def _category_column(group: _Group) -> np.ndarray:
 
 
 def _build_records(
-    table: _ImageTable, persons: _Group, crowds: _Group, fields: tuple[str, ...],
+    table: ImageTable, persons: _Group, crowds: _Group, fields: tuple[str, ...],
     schema: KeypointSchema, source: str,
 ) -> tuple[list[PersonImage], tuple[Repair, ...]]:  # fmt: skip
     count, num_images, k = len(persons.annotations), len(table.ids), schema.num_keypoints
@@ -798,9 +798,9 @@ def _build_records(
 
     chosen = np.flatnonzero(labelled)
     chosen = chosen[np.argsort(image_index[chosen], kind="stable")]
-    person_slices = _group_slices(image_index[chosen], num_images)
-    kept = {name: _frozen(values[chosen]) for name, values in columns.items()}
-    heads = None if head_sizes is None else _frozen(head_sizes[chosen])
+    person_slices = group_slices(image_index[chosen], num_images)
+    kept = {name: read_only(values[chosen]) for name, values in columns.items()}
+    heads = None if head_sizes is None else read_only(head_sizes[chosen])
     records = []
     for i, image_id in enumerate(table.ids):
         p, g = person_slices[i], ignores.slices[i]

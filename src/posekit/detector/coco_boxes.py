@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from posekit.data.coco import (
-    _as_int,
-    _frozen,
-    _group_slices,
-    _ImageTable,
-    _parse_images,
+    ImageTable,
+    as_int,
     gc_paused,
+    group_slices,
+    parse_images,
     read_coco_json,
+    read_only,
     resolve_image_path,
 )
 from posekit.errors import DataError
@@ -123,7 +123,7 @@ class _Parsed:
     """The validated file: selected annotations (crowd included) in file order."""
 
     data: dict[str, Any]
-    table: _ImageTable
+    table: ImageTable
     categories: list[dict[str, Any]]  # (C,) the selected category objects, ascending id
     annotations: list[dict[str, Any]] = field(default_factory=list)  # (A,)
     image_index: list[int] = field(default_factory=list)  # (A,)
@@ -135,7 +135,7 @@ class _Parsed:
 def _parse(labels_path: Path, requested: list[int] | None) -> _Parsed:
     source = str(labels_path)
     data = read_coco_json(labels_path)
-    table = _parse_images(data["images"], source)  # sizes positive
+    table = parse_images(data["images"], source)  # sizes positive
     by_id = _parse_categories(data, source)
     selected = _select(by_id, requested, source)
     parsed = _Parsed(data, table, [by_id[c] for c in selected])
@@ -155,7 +155,7 @@ def _parse_categories(data: dict[str, Any], source: str) -> dict[int, dict[str, 
     for position, category in enumerate(categories):
         if not isinstance(category, dict):
             raise DataError(f"{source}: categories[{position}] is not an object")
-        category_id = _as_int(category.get("id"), f"categories[{position}].id", source)
+        category_id = as_int(category.get("id"), f"categories[{position}].id", source)
         if category_id in by_id:
             raise DataError(
                 f"{source}: category id {category_id} appears twice in 'categories'; give each "
@@ -281,9 +281,9 @@ def _build_images(parsed: _Parsed) -> list[BoxImage]:
     keep = ~crowd & (x1 - x0 >= _MIN_SIZE) & (y1 - y0 >= _MIN_SIZE)
     chosen = np.flatnonzero(keep)
     chosen = chosen[np.argsort(image_index[chosen], kind="stable")]  # by image, file order
-    boxes = _frozen(np.stack([x0, y0, x1, y1], axis=1)[chosen].astype(np.float32))  # (B, 4)
-    labels = _frozen(np.asarray(parsed.class_index, dtype=np.int64)[chosen])  # (B,)
-    slices = _group_slices(image_index[chosen], len(table.ids))
+    boxes = read_only(np.stack([x0, y0, x1, y1], axis=1)[chosen].astype(np.float32))  # (B, 4)
+    labels = read_only(np.asarray(parsed.class_index, dtype=np.int64)[chosen])  # (B,)
+    slices = group_slices(image_index[chosen], len(table.ids))
     return [
         BoxImage(
             image_id=image_id,

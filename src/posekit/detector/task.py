@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 from posekit.config import PosekitConfig
 from posekit.data.images import read_image
 from posekit.data.transforms import normalize_image
+from posekit.detector import onnx
 from posekit.detector.augment import resize_image
 from posekit.detector.coco_boxes import CocoBoxes, load_coco_boxes
 from posekit.detector.dataset import DetectionDataset, pad_detection_batch, unpad_targets
@@ -19,6 +21,7 @@ from posekit.detector.losses import LossWeights, detection_loss
 from posekit.detector.matcher import MatchCosts
 from posekit.detector.model import DetectorOutputs, RTDetr
 from posekit.drawing import draw_boxes, write_jpeg
+from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import training_indices
 from posekit.errors import ConfigError
@@ -67,8 +70,19 @@ class DetectorTask:
     """
 
     family = "detector"
+    listing = ("detections", "detections.json")
+    gives_person_boxes = True  # person_boxes(model, image, threshold) before a pose model
+    takes_person_boxes = False
+    foreign_weight_readers = ()
+    export_formats: ClassVar[dict[str, Callable[..., Any]]] = {}
 
     metric_name = "AP"
+
+    @staticmethod
+    def input_size_settings(size: int) -> dict[str, Any]:
+        """The config keys that make this family train and validate at ``size`` pixels
+        (``posekit trials --budget-size``)."""
+        return {"data.input_size": size}
 
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.device = device
@@ -225,6 +239,26 @@ class DetectorTask:
         ]
         labels = [f"{d['category']} {d['score']:.2f}" for d in found]
         return draw_boxes(image, boxes[keep], labels), found
+
+    def predict_listed(
+        self, model: nn.Module, image: np.ndarray, box_threshold: float
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        return self.predict_drawn(model, image, box_threshold)
+
+    def onnx_graph(self, network: nn.Module) -> OnnxGraph:
+        return onnx.onnx_graph(network, int(self.input_size))
+
+    def onnx_metadata(self) -> dict[str, Any]:
+        return onnx.onnx_metadata(self)
+
+    def onnx_output_names(self) -> list[str]:
+        return list(onnx.OUTPUT_NAMES)
+
+    def onnx_input_hw(self) -> tuple[int, int] | None:
+        return (int(self.input_size), int(self.input_size))
+
+    def onnx_outputs(self, named: dict[str, torch.Tensor]) -> DetectorOutputs:
+        return onnx.outputs_from_onnx(named)
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
         """The first ``count`` validation images with their detections drawn."""

@@ -1,8 +1,8 @@
 """Optimizer parameter groups and learning-rate schedules.
 
-Parameter groups follow Lightweight OpenPose's train.py: no weight decay on BatchNorm and
-depthwise weights, refinement stages at 4x the base learning rate, biases at 2x (trunk, CPM,
-initial stage) or 8x (refinement stages). Schedules are stepped per optimizer step.
+The plain parameter groups (no weight decay on biases, norms and depthwise weights), MMPose's
+per-prefix multipliers over a family's groups, and the schedules, stepped per optimizer step.
+A family with its own groups (Lightweight OpenPose's) keeps them in its wing.
 """
 
 from __future__ import annotations
@@ -17,39 +17,18 @@ from posekit.config import OptimizerConfig, ParamRule, ScheduleConfig
 from posekit.errors import ConfigError
 
 
-def _named_leaf_params(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module, str]]:
+def named_leaf_params(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module, str]]:
     for module_name, child in module.named_modules():
         for param_name, _ in child.named_parameters(recurse=False):
             full = ".".join(p for p in (prefix, module_name, param_name) if p)
             yield full, child, param_name
 
 
-def lw_openpose_param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
-    """The original's groups: (weights, lr, wd) x (decayed, not decayed) x (stage kind)."""
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    params = dict(model.named_parameters())
-    for name, child, param_name in _named_leaf_params(model, ""):
-        refinement = name.startswith("refinement_stages")
-        is_bias = param_name == "bias"
-        no_decay = isinstance(child, nn.modules.batchnorm._BatchNorm) or (
-            isinstance(child, nn.Conv2d) and child.groups > 1 and child.groups == child.in_channels
-        )
-        if is_bias:
-            lr_mult, decay = (8.0 if refinement else 2.0), 0.0
-        else:
-            lr_mult, decay = (4.0 if refinement else 1.0), (0.0 if no_decay else weight_decay)
-        groups.setdefault((lr_mult, decay), []).append(params[name])
-    return [
-        {"params": group, "lr": base_lr * lr_mult, "weight_decay": decay, "lr_mult": lr_mult}
-        for (lr_mult, decay), group in sorted(groups.items())
-    ]
-
-
 def plain_param_groups(model: nn.Module, base_lr: float, weight_decay: float) -> list[dict]:
     """One learning rate; no weight decay on biases, norms and depthwise weights."""
     decayed, plain = [], []
     params = dict(model.named_parameters())
-    for name, child, param_name in _named_leaf_params(model, ""):
+    for name, child, param_name in named_leaf_params(model, ""):
         norms = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)
         no_decay = param_name == "bias" or isinstance(child, norms)
         if isinstance(child, nn.Conv2d) and child.groups > 1:

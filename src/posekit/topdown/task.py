@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from posekit.bottomup.inference import People
 from posekit.config import PosekitConfig
 from posekit.data.coco import CocoKeypoints
 from posekit.data.ground_truth import (
@@ -21,12 +21,15 @@ from posekit.data.ground_truth import (
 from posekit.data.images import read_image
 from posekit.data.sources import CombinedKeypoints, load_split, load_train_sets, run_schema
 from posekit.drawing import draw_people, write_jpeg
+from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.errors import ConfigError
 from posekit.evaluation import keypoint_results, save_results
 from posekit.layers.blocks import cpu_layout
+from posekit.people import People, people_to_json
 from posekit.schema import KeypointSchema
+from posekit.topdown import onnx
 from posekit.topdown.dataset import (
     TopDownDataset,
     TopDownSpec,
@@ -37,7 +40,7 @@ from posekit.topdown.decode import oks_nms, rescore
 from posekit.topdown.detections import load_detections
 from posekit.topdown.inference import predict_boxes
 from posekit.topdown.loss import topdown_loss
-from posekit.topdown.model import TopDownPoseNet
+from posekit.topdown.model import TopDownOutputs, TopDownPoseNet
 
 TOPDOWN_MODELS: dict[str, type[nn.Module]] = {"topdown": TopDownPoseNet}
 
@@ -77,6 +80,18 @@ class TopDownTask:
     """Model, data, loss and evaluation of a top-down run (see :class:`TrainingTask`)."""
 
     family = "topdown"
+    listing = ("people", "people.json")
+    gives_person_boxes = False
+    takes_person_boxes = True  # predict_people(model, image, boxes) after a detector
+    foreign_weight_readers = ()
+    export_formats: ClassVar[dict[str, Callable[..., Any]]] = {}
+
+    @staticmethod
+    def input_size_settings(size: int) -> dict[str, Any]:
+        """The config keys that make this family train and validate at ``size`` pixels
+        (``posekit trials --budget-size``)."""
+        del size  # the crop size is the model's (model.params.input_size)
+        return {}
 
     def __init__(self, cfg: PosekitConfig, device: torch.device) -> None:
         self.cfg = cfg
@@ -217,6 +232,33 @@ class TopDownTask:
             records.append(record)
         stacked = np.concatenate(predictions) if predictions else np.zeros((0, 0, 2), np.float32)
         return pck_scores(data, stacked, records)
+
+    def validation_data(self, cfg: PosekitConfig) -> CocoKeypoints | None:
+        """``data.val`` of ``cfg`` on this model's schema (``posekit val``)."""
+        return load_split(cfg, "val", self.schema)
+
+    def predict_listed(
+        self, model: nn.Module, image: np.ndarray, box_threshold: float
+    ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """``posekit predict`` without a detector: the whole image as the person box."""
+        del box_threshold
+        drawn, people = self.predict_drawn(model, image)
+        return drawn, people_to_json(people)
+
+    def onnx_graph(self, network: nn.Module) -> OnnxGraph:
+        return onnx.onnx_graph(network)
+
+    def onnx_metadata(self) -> dict[str, Any]:
+        return onnx.onnx_metadata(self)
+
+    def onnx_output_names(self) -> list[str]:
+        return onnx.output_names(self.spec.head)
+
+    def onnx_input_hw(self) -> tuple[int, int] | None:
+        return (int(self.spec.input_hw[0]), int(self.spec.input_hw[1]))
+
+    def onnx_outputs(self, named: dict[str, torch.Tensor]) -> TopDownOutputs:
+        return onnx.outputs_from_onnx(named)
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
         """The first ``count`` validation images with their ground-truth people predicted."""

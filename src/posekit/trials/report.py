@@ -24,7 +24,7 @@ from posekit.trials.store import frozen_candidate, groups, is_interrupted
 if TYPE_CHECKING:
     import optuna
 
-    from posekit.trials.run import TrialsRun
+    from posekit.trials.options import TrialsRun
 
 CSV_COLUMNS = ("trial_id", "status", "final_map", "final_loss", "duration_s")
 STATUS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}

@@ -21,7 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,9 @@ from posekit.config import apply_overrides, config_from_mapping, load_merged_map
 from posekit.data.sources import expected_metric
 from posekit.engine.control import TrainingStopped
 from posekit.errors import ConfigError, UserError, one_line
-from posekit.trials.plan import TrialsPlan, load_plan, suggest
+from posekit.tasks import task_class
+from posekit.trials.options import TrialsOptions, TrialsRun
+from posekit.trials.plan import load_plan, suggest
 from posekit.trials.store import (
     GRACE_S,
     PRUNERS,
@@ -48,70 +50,18 @@ from posekit.trials.store import (
     trial_guard,
 )
 
-JOURNAL_NAME = "study.journal"
 POLL_S = 1.0
 
 
-# ---------------------------------------------------------------------------------------------
-# The command's settings, passed to worker processes
-
-
-@dataclass(frozen=True)
-class TrialsOptions:
-    trials_file: str
-    output_dir: str
-    base_config: str | None = None
-    budget_epochs: int | None = None
-    budget_subset: int | None = None
-    budget_size: int | None = None
-    early_stop_threshold: float | None = None
-    early_stop_warmup: int = 0
-    pruner: str = "median"
-    storage: str | None = None
-    study_name: str | None = None
-    workers: int = 1
-    n_trials: int | None = None
-    overrides: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TrialsRun:
-    """Everything a worker needs (picklable: workers are spawned)."""
-
-    options: TrialsOptions
-    plan: TrialsPlan
-    base: dict[str, Any]  # the base config mapping with the command's overrides
-    data_settings: dict[str, Any]  # synthetic data paths resolved once, before the workers
-    metric: str
-    study_name: str
-    parent_pid: int = 0
-    budget: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.options.output_dir)
-
-    def setup(self) -> StudySetup:
-        return StudySetup(
-            output_dir=self.output_dir,
-            journal=self.output_dir / JOURNAL_NAME,
-            storage_url=self.options.storage,
-            study_name=self.study_name,
-            pruner=self.options.pruner,
-            spec={**self.plan.spec(), "budget": self.budget, "metric": self.metric},
-            n_entries=len(self.plan.entries) if self.plan.entries is not None else None,
-        )
-
-
-def budget_settings(options: TrialsOptions) -> dict[str, Any]:
+def budget_settings(options: TrialsOptions, model_name: str) -> dict[str, Any]:
+    """The config keys the budget flags set (the input size's keys are the family's)."""
     settings: dict[str, Any] = {}
     if options.budget_epochs is not None:
         settings["training.max_epochs"] = options.budget_epochs
     if options.budget_subset is not None:
         settings["training.subset_size"] = options.budget_subset
     if options.budget_size is not None:  # validation at the size the trial trains at
-        settings["data.input_size"] = options.budget_size
-        settings["inference.input_height"] = options.budget_size
+        settings.update(task_class(model_name).input_size_settings(options.budget_size))
     return settings
 
 
@@ -140,8 +90,9 @@ def prepare_run(options: TrialsOptions, say: Callable[[str], None]) -> TrialsRun
     plan = load_plan(options.trials_file, options.n_trials)
     base = load_merged_mapping(options.base_config) if options.base_config else {}
     base = apply_overrides(base, list(options.overrides))
-    budget = budget_settings(options)
     source = options.base_config or "config"
+    model_name = config_from_mapping(base, None, None, source, announce=False).model.name
+    budget = budget_settings(options, model_name)
     cfg = config_from_mapping(base, budget, None, f"{source} + budget flags")
     resolved = ensure_synthetic_data(cfg, say)
     data_settings = {}
