@@ -171,20 +171,32 @@ def test_old_bottomup_keys_are_aliases_with_one_line(capsys: pytest.CaptureFixtu
     assert cfg.bottomup.inference.input_height == 256
     assert cfg.inference.bf16 is True  # shared by the families: it stays
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("config + overrides: 'targets' is now")
+    assert len(lines) == 1 and lines[0].startswith("config + overrides: 'loss' is now")
+    assert "'targets' is now 'bottomup.targets'" in lines[0]
     new = load_config(None, ["bottomup.loss.heatmap_weight=5"])
     assert new.bottomup.loss == cfg.bottomup.loss and capsys.readouterr().err == ""
 
 
-def test_a_key_given_under_its_old_and_new_name_is_refused() -> None:
+def test_a_key_given_under_its_old_and_new_name(tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text("loss: {paf_weight: 3}\nbottomup: {loss: {paf_weight: 2}}\n")
     with pytest.raises(ConfigError) as error:
-        load_config(None, ["bottomup.loss.paf_weight=2", "loss.paf_weight=3"])
+        load_config(both)
     message = str(error.value)
-    assert "\n" not in message
+    assert "\n" not in message and str(both) in message
     assert "'loss.paf_weight' and 'bottomup.loss.paf_weight' are both given" in message
-    # different leaves of the same moved section merge
-    cfg = load_config(None, ["bottomup.loss.paf_weight=2", "loss.heatmap_weight=3"])
-    assert (cfg.bottomup.loss.paf_weight, cfg.bottomup.loss.heatmap_weight) == (2, 3)
+    # across layers the later one wins: a base file's old key under a file's new one, an
+    # override after the file, a later override after an earlier one
+    base = tmp_path / "base.yaml"
+    base.write_text("loss: {paf_weight: 3, heatmap_weight: 4}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("base: base.yaml\nbottomup: {loss: {paf_weight: 2}}\n")
+    cfg = load_config(child)
+    assert (cfg.bottomup.loss.paf_weight, cfg.bottomup.loss.heatmap_weight) == (2, 4)
+    assert load_config(child, ["loss.paf_weight=5"]).bottomup.loss.paf_weight == 5
+    words = ["loss.paf_weight=5", "bottomup.loss.paf_weight=6"]
+    assert load_config(None, words).bottomup.loss.paf_weight == 6
+    assert load_config(None, words[::-1]).bottomup.loss.paf_weight == 5
 
 
 def test_another_familys_settings_are_refused_naming_the_family() -> None:

@@ -414,8 +414,13 @@ def check_plain_values(data: Any, source: str) -> None:
             raise ConfigError(f"{source}: binary (!!binary) values are not supported; use text")
 
 
-def load_merged_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a config YAML and its ``base:`` files (recursively) into one mapping."""
+def load_merged_mapping(
+    path: str | Path, _chain: tuple[Path, ...] = (), moved: list[str] | None = None
+) -> dict[str, Any]:
+    """Read a config YAML and its ``base:`` files (recursively) into one mapping. Each
+    file's keys from before the family sections are moved to their new place before the
+    files merge (so a file's new key overrides its base's old one); the old keys found are
+    appended to ``moved``."""
     file_path = Path(os.path.abspath(path))
     if file_path in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain, file_path))
@@ -428,10 +433,13 @@ def load_merged_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict
         isinstance(b, str) and b.isprintable() for b in bases
     ):
         raise ConfigError(f"{file_path}: 'base' must be a path or a list of paths (printable text)")
+    data, found = move_old_keys(data, str(file_path))
+    if moved is not None:
+        moved.extend(key for key in found if key not in moved)
     merged: dict[str, Any] = {}
     for base in bases:
         base_path = Path(os.path.abspath(file_path.parent / base))
-        merged = deep_merge(merged, load_merged_mapping(base_path, (*_chain, file_path)))
+        merged = deep_merge(merged, load_merged_mapping(base_path, (*_chain, file_path), moved))
     return deep_merge(merged, data)
 
 
@@ -506,10 +514,12 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], words: list[str]) -> dict[str, Any]:
+    """``data`` with the ``key.path=value`` words set in order (a key from before the family
+    sections lands at its new place and wins over what was there)."""
     result = data
     for word in words:
         parts, value = parse_override(word)
-        result = set_dotted(result, ".".join(parts), value)
+        result, _ = move_old_keys(set_dotted(result, ".".join(parts), value), "override", True)
     return result
 
 
@@ -567,9 +577,12 @@ def _get_dotted(data: dict[str, Any], key: str) -> tuple[bool, Any]:
     return True, node
 
 
-def move_old_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
+def move_old_keys(
+    data: dict[str, Any], source: str, old_wins: bool = False
+) -> tuple[dict[str, Any], list[str]]:
     """``data`` with the keys of :data:`MOVED_KEYS` at their new places, and the old keys
-    found. A value given under both the old and the new key is refused in one line."""
+    found. A value given under both the old and the new key is refused in one line, unless
+    ``old_wins`` (the old key was set after the new one: a later override)."""
     result = copy.deepcopy(data)
     found = []
     for old, new in MOVED_KEYS.items():
@@ -578,7 +591,7 @@ def move_old_keys(data: dict[str, Any], source: str) -> tuple[dict[str, Any], li
             continue
         found.append(old)
         for leaf, leaf_value in _leaves(value, new):
-            if _get_dotted(result, leaf)[0]:
+            if _get_dotted(result, leaf)[0] and not old_wins:
                 old_leaf = old + leaf[len(new) :]
                 raise ConfigError(
                     f"{source}: {old_leaf!r} and {leaf!r} are both given; {old_leaf!r} is the "
@@ -676,18 +689,25 @@ def config_from_mapping(
     overrides: list[str] | None = None,
     source: str = "config",
     announce: bool = True,
+    moved: list[str] | None = None,
 ) -> PosekitConfig:
     """``data`` (a merged config mapping), then typed ``settings`` (dotted keys, from CLI
-    flags), then ``key.path=value`` overrides, ``${VAR}`` expanded; keys from before the
-    family sections moved to their new place (with one line on stderr unless ``announce``
-    is false: a config stored in weights); validated."""
-    for key, value in (settings or {}).items():
-        data = set_dotted(data, key, value)
-    data = apply_overrides(data, overrides or [])
+    flags), then ``key.path=value`` overrides, ``${VAR}`` expanded; validated.
+
+    Keys from before the family sections move to their new place layer by layer (the
+    mapping, then each setting and override), so a later layer's old key overrides an
+    earlier layer's new one; one line on stderr names them (with ``moved``, those the files
+    had), unless ``announce`` is false (a config stored with weights)."""
+    data, old_keys = move_old_keys(data, source)
+    old_keys = [*(moved or []), *(key for key in old_keys if key not in (moved or []))]
+    layers = [*(settings or {}).items(), *(parse_override(word) for word in overrides or [])]
+    for key, value in layers:
+        dotted = key if isinstance(key, str) else ".".join(key)
+        data, found = move_old_keys(set_dotted(data, dotted, value), source, old_wins=True)
+        old_keys += [key for key in found if key not in old_keys]
     if overrides:
         source += " + overrides"
     check_plain_values(data, source)
-    data, old_keys = move_old_keys(data, source)
     if old_keys and announce:
         print(moved_keys_line(source, old_keys), file=sys.stderr)
     return validate_config(expand_env(data), source)
@@ -699,9 +719,19 @@ def load_config(
     settings: dict[str, Any] | None = None,
 ) -> PosekitConfig:
     """Load ``path`` (or the defaults when ``None``), then :func:`config_from_mapping`."""
-    data = load_merged_mapping(path) if path is not None else {}
+    moved: list[str] = []
+    data = load_merged_mapping(path, moved=moved) if path is not None else {}
     source = str(path) if path is not None else "config"
-    return config_from_mapping(data, settings, overrides, source)
+    return config_from_mapping(data, settings, overrides, source, moved=moved)
+
+
+def without_other_families(data: dict[str, Any], family: str) -> dict[str, Any]:
+    """A config mapping the user did not write (the built-in default, a config stored with
+    weights) without the sections of the families other than ``family``: those settings
+    were never the user's, so they are dropped rather than refused."""
+    moved, _ = move_old_keys(data, "config", old_wins=True)
+    return {key: value for key, value in moved.items()
+            if key not in FAMILY_SECTIONS or key == family}  # fmt: skip
 
 
 def config_to_yaml(cfg: PosekitConfig) -> str:

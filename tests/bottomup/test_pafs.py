@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from posekit.targets import pafs
 
+from posekit.bottomup import pafs
 from posekit.bottomup.heatmaps import cell_centres
 from posekit.bottomup.layouts import OPENPOSE18
 from posekit.bottomup.pafs import part_affinity_fields

@@ -101,6 +101,38 @@ def test_resume_without_config_starts_from_the_stored_config(tmp_path: Path) -> 
     assert cfg.training.max_epochs == 9  # flags still apply on top
 
 
+def test_a_built_in_or_stored_base_gives_only_the_models_familys_section(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from posekit.config import BottomUpConfig, check_family_sections
+    from posekit.engine.state import load_checkpoint
+    from posekit.errors import ConfigError
+
+    # the built-in config is bottom-up's (its bottomup section is tuned): a top-down run
+    # made from it gets none of that section, and no refusal
+    cfg = train_config(parse(["train", "model.name=topdown", "--max-epochs", "2"]))
+    assert cfg.model.name == "topdown" and cfg.bottomup == BottomUpConfig()
+    check_family_sections(cfg, "topdown")
+    assert train_config(parse(["train"])).bottomup.loss.foreground_weight == 10.0
+    # the user's own key of another family is still refused (by train; see test_config)
+    cfg = train_config(parse(["train", "model.name=topdown", "loss.heatmap_weight=5"]))
+    with pytest.raises(ConfigError, match="formerly loss.heatmap_weight"):
+        check_family_sections(cfg, "topdown")
+    # resuming a top-down run written before the sections: its stored config has bottom-up
+    # settings at the top level (from the built-in config); they are dropped
+    old = Path(__file__).resolve().parents[1] / "data" / "before_family_sections"
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    shutil.copy(old / "topdown.pth", run / "last.pth")
+    stored = load_checkpoint(run / "last.pth")["config"]
+    assert stored["loss"]["foreground_weight"] == 10.0
+    cfg = train_config(parse(["train", "--resume", "--work-dir", str(tmp_path / "run")]))
+    assert cfg.model.name == "topdown" and cfg.bottomup == BottomUpConfig()
+    check_family_sections(cfg, "topdown")
+
+
 def test_mmpose_train_command_line() -> None:
     """``tools/train.py CONFIG --work-dir D --amp --cfg-options k=v`` as in MMPose."""
     config = "configs/topdown/overfit_coco_sample.yaml"

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from posekit.bottomup.original_checkpoints import ORIGINAL_CONFIG
-from posekit.config import CONFIGS_DIR, PosekitConfig, config_from_mapping, load_config
+from posekit.config import (
+    CONFIGS_DIR,
+    PosekitConfig,
+    config_from_mapping,
+    load_config,
+    load_merged_mapping,
+    without_other_families,
+)
+from posekit.tasks import family_of
 
 DEFAULT_CONFIG = CONFIGS_DIR / "lw_openpose" / "synthetic.yaml"
 
@@ -115,15 +123,23 @@ def train_config(args: argparse.Namespace) -> PosekitConfig:
     take_positional_config(args)
     overrides = [*args.overrides, *args.cfg_options]
     settings = flag_settings(args)
-    cfg = load_config(base_config_path(args), overrides=overrides, settings=settings)
-    if args.config or cfg.training.resume is None:
-        return cfg
-    from posekit.commands.train import resume_path
-    from posekit.engine.state import load_checkpoint
+    base_path = base_config_path(args)
+    if args.config:
+        return load_config(base_path, overrides=overrides, settings=settings)
+    # a base the user did not write (the built-in config, or the one stored with the run
+    # being resumed): only the section of the model's family applies
+    base, source = load_merged_mapping(base_path), str(base_path)
+    cfg = config_from_mapping(base, settings, overrides, source, announce=False)
+    if cfg.training.resume is not None:
+        from posekit.commands.train import resume_path
+        from posekit.engine.state import load_checkpoint
 
-    path = resume_path(cfg)
-    assert path is not None
-    stored = load_checkpoint(path).get("config")
-    if stored is None:
-        return cfg
-    return config_from_mapping(stored, settings, overrides, f"{path} (stored config) + flags")
+        path = resume_path(cfg)
+        assert path is not None
+        stored = load_checkpoint(path).get("config")
+        if stored is not None:
+            base, source = stored, f"{path} (stored config) + flags"
+            cfg = config_from_mapping(base, settings, overrides, source, announce=False)
+    family = family_of(cfg.model.name)
+    mapping = without_other_families(base, family)
+    return config_from_mapping(mapping, settings, overrides, source)

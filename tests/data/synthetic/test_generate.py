@@ -13,7 +13,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from posekit.data import synthetic
+from posekit.data.synthetic import generate as synthetic
 from posekit.data.synthetic.figures import KP, Figure, Placement, make_figure
 from posekit.data.synthetic.generate import (
     SceneParams,

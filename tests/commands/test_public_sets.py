@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import real_sample as real
+from ..conftest import real_sample as real
 
 TINY_BOTTOMUP = (
     "model.params={num_refinement_stages: 1, num_channels: 16, width_mult: 0.25, head_width: 32}"
