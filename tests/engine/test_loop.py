@@ -161,3 +161,18 @@ def test_validation_drawings_use_eval_mode_and_leave_batchnorm_alone(
     trainer.fit()
     assert seen == [(False, False)]
     assert trainer.model.training
+
+
+def test_a_stop_is_obeyed_with_one_batch_epochs(make_config: Build) -> None:
+    from .conftest import stop_after_batches
+
+    cfg = make_config("training.subset_size=2", "training.max_epochs=20")  # 1 batch an epoch
+    trainer = make_trainer(cfg)
+    assert trainer.batches_per_epoch == 1
+    stop_after_batches(trainer, 3)
+    with pytest.raises(TrainingStopped) as stopped:
+        trainer.fit()
+    assert stopped.value.exit_code == 130 and "--resume" in str(stopped.value)
+    assert [r["epoch"] for r in rows(cfg)] == ["1", "2", "3"]  # not one epoch more
+    last = load_checkpoint(cfg.resolved_work_dir() / "checkpoints" / "last.pth")
+    assert last["train_state"]["epoch"] == 3 and last["train_state"]["iteration"] == 3

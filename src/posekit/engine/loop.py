@@ -351,15 +351,21 @@ class Trainer:
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
             self.end_of_epoch(board, means, time.perf_counter() - started)
+            if self.stop.requested and not self.finished():  # last.pth is written
+                raise self.stopped()
         elif self.stop.requested:
             self.save(files.LAST)
-            raise TrainingStopped(
-                f"stopped by {self.stop.reason} at iteration {self.state.iteration}; "
-                f"continue with --resume {self.checkpoints / files.LAST}",
-                exit_code=130,
-            )
+            raise self.stopped()
         elif self.iterations_done():
             self.end_of_epoch(board, means, time.perf_counter() - started)
+
+    def stopped(self) -> TrainingStopped:
+        """The clean stop a signal asked for (the checkpoint is written first)."""
+        return TrainingStopped(
+            f"stopped by {self.stop.reason} at iteration {self.state.iteration}; "
+            f"continue with --resume {self.checkpoints / files.LAST}",
+            exit_code=130,
+        )
 
     def batches(self, loader: Any) -> Iterator[Batch]:
         """The loader's batches; a dead worker stops the run with the progress saved, a user
