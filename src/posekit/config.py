@@ -324,6 +324,8 @@ class TrainingConfig(StrictModel):
     compile: bool = False  # torch.compile the training forward (first steps pay the compile)
     # torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; posekit's own on CPU)
     sync_bn: bool = False
+    # a new run into a folder holding a run: move the old one aside (never deleted)
+    exist_ok: bool = False
 
 
 class PosekitConfig(StrictModel):
@@ -634,6 +636,63 @@ def check_family_sections(cfg: PosekitConfig, family: str) -> None:
                 f"{', '.join(shown)}: setting(s) of the {section} family, but model.name "
                 f"{cfg.model.name!r} is a {family} model, which ignores them; remove them"
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# What may change when a run is resumed
+
+# settings a resumed run takes from the command line (the schedule is rebuilt from them, the
+# learning rate applied to the restored optimizer); any other difference is refused
+RESUME_CHANGEABLE = (
+    "experiment_name", "work_dir", "device", "inference.",
+    "data.val.", "data.num_workers", "data.bad_images", "data.synthetic.",
+    "training.max_epochs", "training.max_iter", "training.eval_interval", "training.patience",
+    "training.log_after", "training.checkpoint_after", "training.val_after",
+    "training.checkpoint_interval", "training.keep_last", "training.val_output_name",
+    "training.grad_clip", "training.max_nonfinite", "training.resume", "training.exist_ok",
+    "training.compile", "training.checkpoint_path", "training.weights_only",
+    "training.from_mobilenet", "training.load_from", "training.optimizer.lr",
+    "training.schedule.", "model.params.backbone_weights",
+    "bottomup.inference.", "topdown.flip_test", "topdown.box_score_threshold",
+    "topdown.keypoint_score_threshold", "topdown.oks_nms_threshold", "topdown.eval_batch_size",
+    "detector.score_threshold", "detector.max_detections", "detector.eval_batch_size",
+)  # fmt: skip
+# filled in from the data by training (a detector's classes): unset on the command line
+RESOLVED_BY_TRAINING = ("data.category_ids", "detector.category_names")
+PATH_KEYS = ("labels", "images", "head_boxes", "detections")
+
+
+def _comparable(cfg: PosekitConfig, family: str) -> dict[str, Any]:
+    """``cfg``'s leaves without other families' sections, data paths made absolute."""
+    data = cfg.to_dict()
+    leaves = {}
+    for key, value in _leaves(data, "")[:]:
+        key = key.lstrip(".")
+        section = key.split(".")[0]
+        if section in FAMILY_SECTIONS and section != family:
+            continue
+        if isinstance(value, str) and key.split(".")[-1] in PATH_KEYS and key.startswith("data."):
+            value = os.path.abspath(value)
+        leaves[key] = value
+    return leaves
+
+
+def resume_changes(
+    stored: PosekitConfig, cfg: PosekitConfig, family: str
+) -> tuple[list[str], list[str]]:
+    """The settings ``cfg`` changes from the run being resumed, as ``key (stored -> given)``:
+    (those a resumed run applies, those that cannot change mid-run)."""
+    before, after = _comparable(stored, family), _comparable(cfg, family)
+    applied, fixed = [], []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new or (key.startswith(RESOLVED_BY_TRAINING) and new is None):
+            continue
+        if key in ("training.resume", "training.exist_ok", "work_dir", "experiment_name"):
+            continue  # how the run is found, not how it trains
+        change = f"{key} ({reprlib.repr(old)} -> {reprlib.repr(new)})"
+        (applied if key.startswith(RESUME_CHANGEABLE) else fixed).append(change)
+    return applied, fixed
 
 
 # ---------------------------------------------------------------------------------------------

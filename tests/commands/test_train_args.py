@@ -155,3 +155,19 @@ def test_two_configs_are_refused() -> None:
     args = parse(["train", "a.yaml", "--config", "b.yaml"])
     with pytest.raises(ConfigError, match="two configs given"):
         train_config(args)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [["--resume", "training.max_epochs=2"], ["training.max_epochs=2", "--resume"],
+     ["--resume", "auto", "training.max_epochs=2"]],
+)  # fmt: skip
+def test_resume_parses_the_same_whatever_the_order(words: list[str], tmp_path: Path) -> None:
+    from posekit.config import load_config
+    from posekit.engine.state import save_checkpoint
+
+    stored = load_config(None, ["training.batch_size=3"])
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pth", {"config": stored.to_dict()})
+    cfg = train_config(parse(["train", "--work-dir", str(tmp_path / "run"), *words]))
+    assert cfg.training.resume == "auto" and cfg.training.max_epochs == 2
+    assert cfg.training.batch_size == 3

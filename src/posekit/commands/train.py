@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,17 @@ from posekit.bottomup.original_checkpoints import (
     original_start_weights,
     original_state,
 )
-from posekit.config import PosekitConfig, check_family_sections
+from posekit.config import (
+    PosekitConfig,
+    check_family_sections,
+    config_from_mapping,
+    resume_changes,
+    without_other_families,
+)
 from posekit.engine.checkpoints import latest_checkpoint
 from posekit.engine.dist import barrier, init_distributed
 from posekit.engine.loop import Trainer, TrainState, pick_device
+from posekit.engine.run_folder import refuse_or_move_aside, run_lock
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError, ConfigError
 from posekit.layers.backbone_weights import backbone_weights_summary
@@ -130,6 +138,8 @@ def train(
         raise ConfigError(
             "--resume continues a run, --weights-only / load_from start a new one; give one"
         )
+    if continue_from is not None:
+        check_resume_changes(continue_from, cfg, say if info.is_main else _quiet)
     task = build_task(cfg, device)
     if continue_from is None and info.is_main:  # where the backbone's weights came from
         for line in backbone_weights_summary(task.model, other_weights=start_weights is not None):
@@ -137,14 +147,63 @@ def train(
     if start_weights is not None:
         load_initial_weights(task.model, start_weights, cfg.training.from_mobilenet, say)
     work_dir = cfg.resolved_work_dir()
-    # the task may resolve settings from the data (a detector's classes): save those
-    trainer = Trainer(task.cfg, task, work_dir, device, say, on_epoch=on_epoch)
-    if continue_from is not None:
-        data = load_checkpoint(continue_from)
-        original = original_state(data)
-        if original is None:
-            trainer.resume_from(continue_from)
-        else:
-            continue_original_run(trainer, continue_from, data, original)
-    say(f"training {cfg.model.name} on {device}; run folder {work_dir}")
-    return trainer.fit()
+    with run_folder(work_dir, continue_from is None, cfg.training.exist_ok, info.is_main, say):
+        # the task may resolve settings from the data (a detector's classes): save those
+        trainer = Trainer(task.cfg, task, work_dir, device, say, on_epoch=on_epoch)
+        if continue_from is not None:
+            data = load_checkpoint(continue_from)
+            original = original_state(data)
+            if original is None:
+                trainer.resume_from(continue_from)
+            else:
+                continue_original_run(trainer, continue_from, data, original)
+        say(f"training {cfg.model.name} on {device}; run folder {work_dir}")
+        return trainer.fit()
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def check_resume_changes(path: Path, cfg: PosekitConfig, say: Any) -> None:
+    """Settings given when resuming a posekit run: those that can change mid-run are applied
+    (and said), any other difference from the run's stored config is refused in one line."""
+    stored = load_checkpoint(path).get("config")
+    if not isinstance(stored, dict):
+        return  # another tool's file, or weights without a config
+    family = family_of(cfg.model.name)
+    mapping = without_other_families(stored, family)
+    before = config_from_mapping(mapping, None, None, f"{path} (stored config)", announce=False)
+    applied, fixed = resume_changes(before, cfg, family)
+    if fixed:
+        more = f" and {len(fixed) - 3} more" if len(fixed) > 3 else ""
+        raise ConfigError(
+            f"{path}: {', '.join(fixed[:3])}{more} cannot change when resuming this run; "
+            "drop them, or start a new run (another --work-dir, or --exist-ok)"
+        )
+    if applied:
+        say(f"resuming with {', '.join(applied)}")
+
+
+@contextlib.contextmanager
+def run_folder(
+    work_dir: Path, new_run: bool, exist_ok: bool, is_main: bool, say: Any
+) -> Iterator[None]:
+    """The run folder for the duration of a run: locked by rank 0 (another process there is
+    one line); for a new run, an earlier run in it refused or, with ``exist_ok``, moved
+    aside. Other ranks wait for rank 0's check."""
+    if not is_main:
+        barrier()
+        yield
+        return
+    with run_lock(work_dir):
+        moved = refuse_or_move_aside(work_dir, exist_ok) if new_run else None
+    if moved is None:
+        with run_lock(work_dir):
+            barrier()
+            yield
+        return
+    say(f"moved the earlier run in {work_dir} to {moved}")
+    with run_lock(work_dir):
+        barrier()
+        yield

@@ -55,6 +55,7 @@ SWITCH_FLAGS: dict[str, tuple[str, str]] = {
     "amp": ("training.amp", "mixed precision (bf16 on CPU, fp16 on CUDA)"),
     "overfit": ("training.overfit", "first samples only, no augmentation, no shuffling"),
     "compile": ("training.compile", "torch.compile the training forward (slow first steps)"),
+    "exist_ok": ("training.exist_ok", "start over in a run folder holding a run (moved aside)"),
 }
 
 
@@ -121,6 +122,10 @@ def train_config(args: argparse.Namespace) -> PosekitConfig:
     """The run's config. Resuming without ``--config`` starts from the config stored in the
     checkpoint (flags and overrides still apply on top), so a run continues as it was."""
     take_positional_config(args)
+    resume = getattr(args, "resume", None)
+    if resume is not None and "=" in resume and not Path(resume).exists():
+        # `--resume key=value`: argparse gave the override to --resume's optional path
+        args.resume, args.overrides = "auto", [resume, *args.overrides]
     overrides = [*args.overrides, *args.cfg_options]
     settings = flag_settings(args)
     base_path = base_config_path(args)

@@ -231,7 +231,9 @@ class Trainer:
             )
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
+        base_lrs = list(self.scheduler.base_lrs)  # from this run's config
         self.scheduler.load_state_dict(data["scheduler"])
+        self.apply_base_lrs(base_lrs)
         if data.get("scaler"):
             self.scaler.load_state_dict(data["scaler"])
         if self.ema is not None and data.get("ema"):
@@ -246,6 +248,20 @@ class Trainer:
             f"resumed {path}: epoch {self.state.epoch + 1}, batch {self.state.batch_in_epoch}, "
             f"iteration {self.state.iteration}, stage {self.state.stage}"
         )
+
+    def apply_base_lrs(self, base_lrs: list[float]) -> None:
+        """The learning rates of this run's config (``training.optimizer.lr`` given when
+        resuming) on the restored schedule: each group at base × the schedule's factor now.
+        With the same config this sets the values the checkpoint had."""
+        scheduler = self.scheduler
+        scheduler.base_lrs = list(base_lrs)
+        step = scheduler.last_epoch
+        for group, base, factor in zip(
+            self.optimizer.param_groups, base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["initial_lr"] = base
+            group["lr"] = base * factor(step)
+        scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     # -- the loop ------------------------------------------------------------------------
     def guarded(self, dataset: Dataset) -> GuardedSamples:

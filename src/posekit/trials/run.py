@@ -158,6 +158,7 @@ def trial_config(run: TrialsRun, overrides: dict[str, Any], work_dir: Path) -> A
         "work_dir": str(work_dir),
         "training.eval_interval": 1,
         "training.resume": None,
+        "training.exist_ok": True,  # a trial retried after a kill starts its folder over
     }
     source = f"{run.options.trials_file} entry"
     return config_from_mapping(run.base, settings, None, source)
