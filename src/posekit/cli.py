@@ -7,6 +7,7 @@ one line on stderr and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -110,6 +111,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     run_predict(
         args.source, args.weights, args.out, [*args.overrides, *args.cfg_options],
         detector=args.detector, pose=args.pose, box_threshold=args.box_threshold,
+        as_json=args.json,
     )  # fmt: skip
     return 0
 
@@ -222,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--box-threshold", type=float, default=0.3, help="detector score a box needs (0.3)"
     )
     predict.add_argument("--out", default="predictions", help="output folder")
+    predict.add_argument(
+        "--json", action="store_true",
+        help="print what was found as one JSON object on stdout (messages go to stderr)",
+    )  # fmt: skip
     predict.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
     predict.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
     predict.set_defaults(handler=_cmd_predict)
@@ -311,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `posekit predict ... | head -3`: the reader has gone
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141  # 128 + SIGPIPE, as a shell reports it
 
 
 if __name__ == "__main__":

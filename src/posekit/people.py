@@ -22,7 +22,7 @@ class People:
 
 def people_to_json(people: People) -> list[dict[str, Any]]:
     found = [
-        {"keypoints": kp.round(2).tolist(), "score": round(float(s), 4)}
+        {"keypoints": np.asarray(kp, np.float64).round(2).tolist(), "score": round(float(s), 4)}
         for kp, s in zip(people.keypoints, people.scores, strict=True)
     ]
     if people.boxes is not None:

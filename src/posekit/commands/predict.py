@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,28 +161,61 @@ def run_predict(
     detector: str | None = None,
     pose: str | None = None,
     box_threshold: float = 0.3,
+    as_json: bool = False,
 ) -> dict[str, Any]:
     """Write drawn images (or a drawn video) and ``people.json`` (``detections.json`` for a
-    detector alone) into ``out_dir``."""
+    detector alone) into ``out_dir``. Unreadable images are skipped, then named; a timing
+    line ends the run. ``as_json``: stdout holds only the listing as one JSON object."""
     out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
+    say = sys.stderr if as_json else out
     predictor = build_predictor(weights, detector, pose, overrides, box_threshold)
     what, listing = predictor_listing(predictor)
+    if isinstance(predictor, OneModel) and predictor.loaded.task.takes_person_boxes:
+        print(
+            "no --detector: each whole image is taken as one person (for several people give "
+            "--detector D --pose P)",
+            file=say,
+        )
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     found: dict[str, Any] = {}
+    skipped: list[tuple[str, str]] = []
     source_path = Path(source)
+    started, frames = time.perf_counter(), 0
     if source_path.suffix.lower() in VIDEO_SUFFIXES:
         found[source_path.name] = _predict_video(predictor, source_path, target)
+        frames = len(found[source_path.name])
     else:
         sources = list_sources(source_path)
         for path, drawing in zip(sources, drawing_paths(sources, target), strict=True):
-            drawn, entries = predictor.predict_drawn(read_image(path))
+            try:
+                image = read_image(path)
+            except DataError as exc:
+                skipped.append((path.name, unreadable_reason(str(exc))))
+                continue
+            drawn, entries = predictor.predict_drawn(image)
             write_jpeg(drawing, drawn)
             found[path.name] = entries
-            print(f"{path.name}: {len(entries)} {what}", file=out)
+            frames += 1
+            print(f"{path.name}: {len(entries)} {what}", file=say)
     atomic_write_bytes(target / listing, orjson.dumps(found, option=orjson.OPT_INDENT_2))
-    print(f"wrote {target / listing}", file=out)
+    seconds = time.perf_counter() - started
+    if skipped:
+        named = ", ".join(f"{name} ({reason})" for name, reason in skipped[:10])
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        print(f"skipped {len(skipped)} unreadable file(s): {named}{more}", file=say)
+    print(f"wrote {target / listing}", file=say)
+    per_image = f"; {1000 * seconds / frames:.0f} ms each" if frames else ""
+    print(f"{frames} image(s) in {seconds:.1f} s{per_image} (reading, model, drawing)", file=say)
+    if as_json:
+        print(orjson.dumps(found).decode(), file=out)
     return found
+
+
+def unreadable_reason(message: str) -> str:
+    """The reason in a ``read_image`` error, without the file name and the fix."""
+    reason = message.split(": ", 1)[-1]
+    return reason.split("; ", 1)[0]
 
 
 def _predict_video(predictor: Predictor, path: Path, target: Path) -> list[list[dict]]:

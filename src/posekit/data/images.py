@@ -41,13 +41,13 @@ def read_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarr
         if "validateInputImageSize" in str(exc):
             raise DataError(
                 f"{path}: image size exceeds OpenCV's limits (possible decompression bomb); "
-                "replace the file or remove its entry from the labels"
+                "replace the file (or remove it, or its entry in the labels)"
             ) from None
         image = None
     if image is None or image.size == 0:
         raise DataError(
             f"{path}: not a decodable image (corrupt, truncated or an unsupported format); "
-            "replace the file or remove its entry from the labels"
+            "replace the file (or remove it, or its entry in the labels)"
         )
     _check_pixel_count(path, image.shape[0] * image.shape[1], max_pixels)
     return to_bgr8(image, path)

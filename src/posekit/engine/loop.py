@@ -48,9 +48,14 @@ from posekit.engine.optim import (
     frozen_state_names,
 )
 from posekit.engine.sampling import BatchList, epoch_batches, training_indices
-from posekit.engine.state import capture_rng_state, load_checkpoint, restore_rng_state
+from posekit.engine.state import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    weights_mismatch,
+)
 from posekit.engine.state import save_checkpoint as write_checkpoint
-from posekit.errors import CheckpointError, UserError
+from posekit.errors import CheckpointError, ConfigError, UserError
 
 Batch = dict[str, torch.Tensor]
 
@@ -100,13 +105,43 @@ class TrainState:
 
 
 def pick_device(name: str) -> torch.device:
+    """``device``: ``auto`` (CUDA, else MPS, else the CPU) or a device this PyTorch can use;
+    anything else is one line naming what is available."""
     if name != "auto":
-        return torch.device(name)
+        return usable_device(name)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def usable_device(name: str) -> torch.device:
+    available = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        available.append("mps")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use one of {available}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
+        raise ConfigError(
+            f"device {name!r}: this PyTorch ({torch.__version__}) has {build}; use "
+            f"device=cpu (or auto), or install a CUDA build of PyTorch"
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s); use one of "
+            f"{available}"
+        )
+    if device.type == "mps" and "mps" not in available:
+        raise ConfigError(f"device {name!r} is not available here; use one of {available}")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r} is not supported; use one of {available}")
+    return device
 
 
 def move_batch(batch: Batch, device: torch.device) -> Batch:
@@ -228,6 +263,13 @@ class Trainer:
             raise CheckpointError(
                 f"{path}: not a full training checkpoint (no {missing[0]!r}); to start a new "
                 f"run from its weights use --weights-only (or training.load_from={path})"
+            )
+        mismatch = weights_mismatch(self.model.state_dict(), data["model"])
+        if mismatch is not None:
+            raise CheckpointError(
+                f"{path}: not a run of this model ({mismatch}); resume with the run's own "
+                "config (--resume without --config), or start a new run from its weights "
+                "with --weights-only"
             )
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])

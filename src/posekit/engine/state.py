@@ -75,11 +75,31 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         ) from None
 
 
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (``torch.save``'s format) or a pickle stream (the legacy one)."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"PK") or head[:1] == b"\x80" or head == b""
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; bad files raise a one-line CheckpointError."""
     file_path = Path(path)
     if not file_path.is_file():
         raise CheckpointError(f"checkpoint {file_path} not found; check the path")
+    if file_path.suffix.lower() in CONFIG_SUFFIXES:
+        raise CheckpointError(
+            f"{file_path} is a config file, not weights; give a checkpoint (.pth), an export "
+            "(.safetensors, .onnx) or the original's file (their config travels inside)"
+        )
+    if not _looks_like_torch_file(file_path):
+        raise CheckpointError(
+            f"{file_path}: not a PyTorch checkpoint (neither a zip nor a pickle file); give a "
+            ".pth checkpoint, or a .safetensors / .onnx export"
+        )
     try:
         data = torch.load(file_path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
