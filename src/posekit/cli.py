@@ -155,8 +155,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def version_line() -> str:
+    """posekit's version and the PyTorch it runs on (read without importing torch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from posekit import __version__
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return f"posekit {__version__} (PyTorch {torch_version}, Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="posekit", description=__doc__.splitlines()[0])
+    parser = _ArgumentParser(
+        prog="posekit",
+        description="Train, evaluate, run and export human pose models (bottom-up, top-down) "
+        "and person detectors on COCO-format data.",
+        epilog="`posekit COMMAND --help` shows a command's options; the README has a tour.",
+    )
+    parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", parser_class=_ArgumentParser)
 
     config = commands.add_parser("config", help="show the resolved config")

@@ -117,7 +117,7 @@ def test_two_stage_writes_both_stage_bests(make_config: Build) -> None:
     assert any("EMA restarted with decay 0.5" in line for line in said)
     assert trainer.ema is not None and trainer.ema.decay == 0.5
     assert [r["stage"] for r in rows(cfg)] == ["1", "2", "2"]
-    assert any(line.startswith("best AP") and "best_stg" in line for line in said)
+    assert any("best AP" in line and "best_stg" in line for line in said)
 
 
 def test_corrupt_checkpoint_is_refused_and_the_previous_stays(
@@ -176,3 +176,50 @@ def test_a_stop_is_obeyed_with_one_batch_epochs(make_config: Build) -> None:
     assert [r["epoch"] for r in rows(cfg)] == ["1", "2", "3"]  # not one epoch more
     last = load_checkpoint(cfg.resolved_work_dir() / "checkpoints" / "last.pth")
     assert last["train_state"]["epoch"] == 3 and last["train_state"]["iteration"] == 3
+
+
+def test_log_after_prints_the_mean_loss_terms(make_config: Build) -> None:
+    from posekit.engine.loop import loss_line
+
+    said: list[str] = []
+    cfg = make_config("training.max_epochs=1", "training.log_after=2")  # 6 iterations
+    make_trainer(cfg, say=said.append).fit()
+    lines = [line for line in said if line.startswith("iteration ")]
+    assert [line.split(":")[0] for line in lines] == ["iteration 2", "iteration 4", "iteration 6"]
+    assert "stage0_heatmaps" in lines[0] and "stage0_pafs" in lines[0] and ", lr " in lines[0]
+    sums = {"loss": 3.0, "stage0_pafs": 1.0, "stage0_heatmaps": 2.0}
+    assert loss_line(7, sums, 2, 1e-3) == (
+        "iteration 7: loss 1.5 (stage0_pafs 0.5 stage0_heatmaps 1), lr 0.001"
+    )
+
+
+def test_start_and_end_summaries(make_config: Build, tmp_path: Path) -> None:
+    from posekit.commands.train import train
+
+    said: list[str] = []
+    cfg = make_config("training.max_epochs=1", "training.eval_interval=1")
+    train(cfg, say=said.append)
+    text = "\n".join(said)
+    work = cfg.resolved_work_dir()
+    assert f"training lw_openpose (bottomup) in {work}, a new run" in text
+    model = next(line for line in said if line.startswith("model    LightweightOpenPose: "))
+    assert "M parameters" in model and "GFLOPs at 1x3x64x64" in model
+    train_line = next(line for line in said if line.startswith("train    "))
+    assert "12 images" in train_line and "labelled keypoints (fewest " in train_line
+    assert any(line.startswith("val      3 images") for line in said)
+    assert any(line.startswith("device   cpu") for line in said)
+    done = next(line for line in said if line.startswith("done in "))
+    assert ": best AP " in done and "at epoch 1" in done and str(work / "checkpoints") in done
+    assert f"  predict:  posekit predict IMAGES --weights {work / 'checkpoints' / 'best.pth'}" in (
+        said
+    )
+
+
+def test_end_summary_without_evaluation_and_inside_the_first_epoch(make_config: Build) -> None:
+    said: list[str] = []
+    cfg = make_config("training.max_iter=2")  # 6 batches an epoch: stops inside epoch 1
+    make_trainer(cfg, say=said.append).fit()
+    done = next(line for line in said if line.startswith("done in "))
+    assert "best training loss " in done and "at iteration 2 (inside epoch 1)" in done
+    assert "-loss" not in done and "epoch 0" not in done
+    assert any("nothing was evaluated" in line for line in said)

@@ -36,6 +36,7 @@ from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
+from posekit.engine.summary import keypoint_data_line
 from posekit.errors import ConfigError
 from posekit.evaluation import keypoint_results, save_results
 from posekit.layers.blocks import cpu_layout
@@ -95,6 +96,17 @@ class BottomUpTask:
         self.train_data = load_split(cfg, "train", self.schema)
         self.val_data = load_split(cfg, "val", self.schema)
         self.metric_name = metric_name(self.schema, self.val_data)
+
+    def data_lines(self) -> list[str]:
+        """The start summary's lines about the training and validation data."""
+
+        def one(data: CocoKeypoints | None) -> list[CocoKeypoints]:
+            return [data] if data is not None else []
+
+        return [
+            keypoint_data_line("train", one(self.train_data)),
+            keypoint_data_line("val", one(self.val_data)),
+        ]
 
     def train_dataset(self, stage: int, input_size: int) -> BottomUpDataset:
         """Stage 1 uses ``bottomup.augment``, stage 2 ``bottomup.augment_stage2``; overfit none."""

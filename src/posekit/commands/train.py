@@ -24,6 +24,7 @@ from posekit.config import (
     resume_changes,
     without_other_families,
 )
+from posekit.engine import summary
 from posekit.engine.checkpoints import latest_checkpoint
 from posekit.engine.dist import barrier, init_distributed
 from posekit.engine.loop import Trainer, TrainState, pick_device
@@ -157,8 +158,40 @@ def train(
                 trainer.resume_from(continue_from)
             else:
                 continue_original_run(trainer, continue_from, data, original)
-        say(f"training {cfg.model.name} on {device}; run folder {work_dir}")
+        for line in start_lines(trainer, task, device, work_dir):
+            say(line)
         return trainer.fit()
+
+
+def start_lines(trainer: Trainer, task: Any, device: torch.device, work_dir: Path) -> list[str]:
+    """The start summary: what trains where, the model, the data, the device and precision,
+    the schedule."""
+    from posekit import __version__
+
+    cfg, training = trainer.cfg, trainer.cfg.training
+    state = trainer.state
+    where = (
+        f"resuming at epoch {state.epoch + 1}, iteration {state.iteration}"
+        if state.iteration
+        else "a new run"
+    )
+    example = task.onnx_graph(task.model).example
+    optimizer = training.optimizer
+    return [
+        f"posekit {__version__}: training {cfg.model.name} ({task.family}) in {work_dir}, {where}",
+        summary.model_line(type(task.model).__name__, task.model, example),
+        *task.data_lines(),
+        summary.precision_line(
+            device,
+            training.amp,
+            training.ema.enabled,
+            training.batch_size,
+            training.batches_per_iter,
+        ),
+        f"schedule {training.max_epochs} epoch(s) of {trainer.batches_per_epoch} batches"
+        + (f", at most {training.max_iter} iterations" if training.max_iter else "")
+        + f"; {optimizer.name} lr {optimizer.lr:g}, {training.schedule.name} schedule",
+    ]
 
 
 def _quiet(_: str) -> None:

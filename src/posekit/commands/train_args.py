@@ -75,8 +75,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     for dest, (key, text) in SWITCH_FLAGS.items():
         flag = "--" + dest.replace("_", "-")
         parser.add_argument(flag, dest=dest, action="store_true", help=f"{text} [{key}]")
-    parser.add_argument("overrides", nargs="*", default=[], help="key.path=value overrides")
-    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "overrides", nargs="*", default=[], metavar="[CONFIG] KEY=VALUE",
+        help="a config YAML first (as MMPose's tools/train.py CONFIG; or --config), then "
+        "key.path=value overrides, e.g. training.optimizer.lr=1e-3",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+        help="more key.path=value overrides (MMPose's flag)",
+    )  # fmt: skip
 
 
 def flag_settings(args: argparse.Namespace) -> dict[str, Any]:

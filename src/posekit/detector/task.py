@@ -24,6 +24,7 @@ from posekit.drawing import draw_boxes, write_jpeg
 from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import training_indices
+from posekit.engine.summary import box_data_line
 from posekit.errors import ConfigError
 from posekit.evaluation import bbox_results, evaluate_bboxes, save_results
 from posekit.layers.blocks import cpu_layout
@@ -125,6 +126,10 @@ class DetectorTask:
     def validation_data(self, cfg: PosekitConfig) -> CocoBoxes | None:
         """``data.val`` of ``cfg`` with this model's classes (``posekit val``)."""
         return self._load(cfg, "val")
+
+    def data_lines(self) -> list[str]:
+        """The start summary's lines about the training and validation data."""
+        return [box_data_line("train", self.train_data), box_data_line("val", self.val_data)]
 
     def train_dataset(self, stage: int, input_size: int) -> DetectionDataset:
         """Stage 1: ``detector.augment`` (strong); stage 2: ``detector.augment_stage2``

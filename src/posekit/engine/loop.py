@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from posekit.config import PosekitConfig, save_config
 from posekit.engine import checkpoints as files
-from posekit.engine import logs
+from posekit.engine import logs, summary
 from posekit.engine.control import StopRequest, TrainingStopped, stop_on_signals
 from posekit.engine.dist import (
     all_reduce_flags,
@@ -176,6 +176,8 @@ class Trainer:
         self.dist = dist_info()
         if not self.dist.is_main:
             self.say = _silent  # one rank speaks and writes files
+        self.log_sums: dict[str, float] = {}  # loss terms since the last log line
+        self.log_count = 0
         self.model = self.task.model.to(self.device)
         if self.dist.active and training.sync_bn:
             self.model = convert_sync_batchnorm(self.model, self.device.type)
@@ -334,6 +336,7 @@ class Trainer:
         )
 
     def fit(self) -> TrainState:
+        started = time.perf_counter()
         if self.dist.is_main:
             save_config(self.cfg, self.work_dir / "config.yaml")
         board = logs.TensorBoardLog(self.work_dir / "tensorboard", enabled=self.dist.is_main)
@@ -349,7 +352,8 @@ class Trainer:
                     self.train_one_epoch(board)
         finally:
             board.close()
-        self.say(self.deploy_line())
+        for line in self.end_lines(time.perf_counter() - started):
+            self.say(line)
         return self.state
 
     def finished(self) -> bool:
@@ -502,10 +506,15 @@ class Trainer:
     def after_step(self, board: logs.TensorBoardLog, terms: dict[str, float]) -> None:
         """Per-iteration duties, once an optimizer step has been taken."""
         training, iteration = self.cfg.training, self.state.iteration
+        for key, value in terms.items():  # the loss terms since the last log line
+            self.log_sums[key] = self.log_sums.get(key, 0.0) + value
+        self.log_count += 1
         if self.pending_batches() or not iteration:
             return
         if iteration % training.log_after == 0:
             board.scalars({**terms, "lr": self.lr()}, iteration, "train")
+            self.say(loss_line(iteration, self.log_sums, self.log_count, self.lr()))
+            self.log_sums, self.log_count = {}, 0
         if training.checkpoint_after and iteration % training.checkpoint_after == 0:
             self.save(files.iter_file(iteration))
             if self.dist.is_main:
@@ -639,20 +648,44 @@ class Trainer:
             names.append(files.STAGE_BEST[state.stage])
         return names
 
-    def deploy_line(self) -> str:
+    def best_description(self) -> str | None:
+        """``best AP 0.5770 at epoch 8`` (or the training loss when nothing is evaluated, and
+        the iteration when a run stopped inside its first epoch); None before any."""
         state = self.state
         if state.best_metric is None:
-            last = self.checkpoints / files.LAST
-            return f"finished at iteration {state.iteration}; last weights: {last}"
-        label = self.task.metric_name if self.evaluates() else "-loss"
+            return None
+        if self.evaluates():
+            what = f"best {self.task.metric_name} {state.best_metric:.4f}"
+        else:
+            what = f"best training loss {-state.best_metric:.5g}"
+        if state.best_epoch:
+            when = f"at epoch {state.best_epoch}"
+        else:  # a --max-iter run that ended inside its first epoch
+            when = f"at iteration {state.iteration} (inside epoch 1)"
         same = ""
         if self.cfg.training.stop_epoch is not None and state.best_stage is not None:
             twin = files.STAGE_BEST[state.best_stage]
             same = f" (stage {state.best_stage}: the same weights as {twin})"
-        return (
-            f"best {label} {state.best_metric:.4f} at epoch {state.best_epoch}: "
-            f"deploy {self.checkpoints / files.BEST}{same}"
-        )
+        return f"{what} {when}{same}"
+
+    def end_lines(self, seconds: float) -> list[str]:
+        return summary.end_lines(
+            self.best_description(), self.checkpoints / files.LAST,
+            self.checkpoints / files.BEST, seconds, self.evaluates(),
+        )  # fmt: skip
+
+
+def loss_line(iteration: int, sums: dict[str, float], count: int, lr: float) -> str:
+    """``training.log_after``'s line: each loss term's mean over the batches since the last
+    line (as the original train.py prints every ``log_after`` iterations). Pure."""
+    means = {key: value / max(1, count) for key, value in sums.items()}
+    total = means.pop("loss", math.nan)
+    terms = " ".join(f"{key} {value:.5g}" for key, value in means.items())
+    return (
+        f"iteration {iteration}: loss {total:.5g}"
+        + (f" ({terms})" if terms else "")
+        + (f", lr {lr:.3g}")
+    )
 
 
 def _silent(_: str) -> None:

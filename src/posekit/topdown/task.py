@@ -24,6 +24,7 @@ from posekit.drawing import draw_people, write_jpeg
 from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
+from posekit.engine.summary import keypoint_data_line
 from posekit.errors import ConfigError
 from posekit.evaluation import keypoint_results, save_results
 from posekit.layers.blocks import cpu_layout
@@ -105,6 +106,12 @@ class TopDownTask:
         )
         self.val_data = load_split(cfg, "val", self.schema)
         self.metric_name = metric_name(self.schema, self.val_data)
+
+    def data_lines(self) -> list[str]:
+        """The start summary's lines about the training and validation data."""
+        train = self.train_data.sets if self.train_data is not None else []
+        val = [self.val_data] if self.val_data is not None else []
+        return [keypoint_data_line("train", train), keypoint_data_line("val", val)]
 
     def train_dataset(self, stage: int, input_size: int) -> TopDownDataset:
         """Stage 1 uses ``topdown.augment``, stage 2 ``topdown.augment_stage2``; overfit none.
