@@ -59,6 +59,28 @@ def draw_boxes(
     return canvas
 
 
+def side_by_side(
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    titles: tuple[str, str] = ("ground truth", "prediction"),
+) -> np.ndarray:
+    """The two drawings of one image next to each other (a grey gap between), each titled."""
+    height = max(truth.shape[0], predicted.shape[0])
+    gap = np.full((height, max(4, height // 50), 3), 128, np.uint8)
+    panels = []
+    for image, title in zip((truth, predicted), titles, strict=True):
+        panel = np.zeros((height, image.shape[1], 3), np.uint8)
+        panel[: image.shape[0]] = image
+        scale = max(0.35, height / 600)
+        origin = (4, max(12, round(16 * scale)))
+        cv2.putText(panel, title, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3,
+                    cv2.LINE_AA)  # fmt: skip
+        cv2.putText(panel, title, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
+        panels.append(panel)
+    return np.concatenate([panels[0], gap, panels[1]], axis=1)
+
+
 def write_jpeg(path: Path, image: np.ndarray) -> None:
     """Encode ``image`` (BGR) as JPEG and write it atomically."""
     ok, encoded = cv2.imencode(".jpg", image)

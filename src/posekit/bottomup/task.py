@@ -32,7 +32,7 @@ from posekit.data.ground_truth import (
 )
 from posekit.data.images import read_image
 from posekit.data.sources import load_split, run_schema
-from posekit.drawing import draw_people, write_jpeg
+from posekit.drawing import draw_people, side_by_side, write_jpeg
 from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
@@ -204,11 +204,13 @@ class BottomUpTask:
         return onnx.outputs_from_onnx(named)
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
-        """The first ``count`` validation images with predictions drawn, as JPEGs."""
+        """The first ``count`` validation images, ground truth and predictions side by side."""
         assert self.val_data is not None
         for record in self.val_data.images[:count]:
-            drawn, _ = self.predict_drawn(model, read_image(self.val_data.image_path(record)))
-            write_jpeg(folder / f"val_{record.image_id}.jpg", drawn)
+            image = read_image(self.val_data.image_path(record))
+            drawn, _ = self.predict_drawn(model, image)
+            truth = draw_people(image, record.keypoints, self.schema)
+            write_jpeg(folder / f"val_{record.image_id}.jpg", side_by_side(truth, drawn))
 
 
 def evaluate_bottomup(

@@ -20,7 +20,7 @@ from posekit.detector.dataset import DetectionDataset, pad_detection_batch, unpa
 from posekit.detector.losses import LossWeights, detection_loss
 from posekit.detector.matcher import MatchCosts
 from posekit.detector.model import DetectorOutputs, RTDetr
-from posekit.drawing import draw_boxes, write_jpeg
+from posekit.drawing import draw_boxes, side_by_side, write_jpeg
 from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import training_indices
@@ -266,7 +266,7 @@ class DetectorTask:
         return onnx.outputs_from_onnx(named)
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
-        """The first ``count`` validation images with their detections drawn."""
+        """The first ``count`` validation images: labelled boxes beside the detections."""
         assert self.val_data is not None
         records = self.val_data.images[:count]
         images = [read_image(self.val_data.image_path(r)) for r in records]
@@ -276,7 +276,10 @@ class DetectorTask:
             keep = scores >= 0.3
             labels = [f"{s:.2f}" for s in scores[keep]]
             drawn = draw_boxes(image, boxes[keep], labels)
-            write_jpeg(folder / f"val_{record.image_id}.jpg", drawn)
+            x0, y0, x1, y1 = np.asarray(record.boxes, np.float32).reshape(-1, 4).T
+            names = [self.category_names[c] for c in record.labels]
+            truth = draw_boxes(image, np.stack([x0, y0, x1 - x0, y1 - y0], axis=1), names)
+            write_jpeg(folder / f"val_{record.image_id}.jpg", side_by_side(truth, drawn))
 
 
 def resolved_categories(cfg: PosekitConfig, data: CocoBoxes) -> PosekitConfig:

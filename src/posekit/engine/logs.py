@@ -11,6 +11,7 @@ from typing import Any
 from posekit.atomic import atomic_write_bytes, atomic_write_text
 
 LOSS_PLOT = "loss.png"
+PROGRESS = "progress.csv"  # the loss every log_after iterations, mid-epoch evaluations
 METRIC_PLOT = "metrics.png"
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "PCK", "bbox_AP")
 
@@ -41,45 +42,74 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _series(rows: list[dict[str, str]], column: str) -> tuple[list[float], list[float]]:
+FEW_EPOCHS = 5  # below this many epoch rows the plots use the iteration axis
+# AP drawn last and thickest, every other metric its own marker and dashes: none hides another
+STYLES = {"AP": {"linewidth": 2.5, "marker": "o", "zorder": 3}}
+MARKERS = ("s", "^", "v", "D", "x", "P", "*", "<", ">")
+
+
+def _series(rows: list[dict[str, str]], column: str, axis: str) -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for row in rows:
-        value = row.get(column, "")
         try:
-            number = float(value)
+            number, position = float(row.get(column, "")), float(row.get(axis) or "nan")
         except ValueError:
             continue
-        if math.isfinite(number):
-            xs.append(float(row.get("epoch") or len(xs) + 1))
+        if math.isfinite(number) and math.isfinite(position):
+            xs.append(position)
             ys.append(number)
     return xs, ys
 
 
-def write_plots(results_path: Path, plots_dir: Path) -> list[Path]:
-    """Loss and metric curves from results.csv as PNGs; returns the files written."""
+def plot_rows(
+    rows: list[dict[str, str]], progress: list[dict[str, str]]
+) -> tuple[str, list[dict[str, str]], list[dict[str, str]]]:
+    """(x axis, rows for the loss plot, rows for the metric plot): epochs when there are
+    enough of them, else iterations, with the loss logged every ``log_after`` iterations and
+    every evaluation (also those every ``val_after`` iterations) a point. Pure."""
+    if len(rows) >= FEW_EPOCHS or not progress:
+        return "epoch", rows, rows
+    losses = [row for row in progress if row.get("loss")]
+    evaluations = [row for row in progress if not row.get("loss")]
+    merged = sorted([*evaluations, *rows], key=lambda row: float(row.get("iter") or 0))
+    return "iter", losses or rows, merged
+
+
+def write_plots(
+    results_path: Path, plots_dir: Path, progress_path: Path | None = None
+) -> list[Path]:
+    """Loss and metric curves from results.csv (and progress.csv: the loss every
+    ``log_after`` iterations, mid-epoch evaluations) as PNGs; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = read_results(results_path)
-    if not rows:
+    progress = read_results(progress_path) if progress_path is not None else []
+    if not rows and not progress:
         return []
+    axis, loss_rows, metric_rows = plot_rows(rows, progress)
     written = []
-    loss_columns = [c for c in rows[0] if c == "loss" or c.startswith("loss_")]
-    metric_columns = [c for c in METRIC_COLUMNS if c in rows[-1]]
-    for name, columns, ylabel in (
-        (LOSS_PLOT, loss_columns, "loss"),
-        (METRIC_PLOT, metric_columns, "metric"),
+    loss_columns = _columns(loss_rows, lambda c: c == "loss" or c.startswith(("loss_", "stage")))
+    metric_columns = [c for c in METRIC_COLUMNS if any(row.get(c) for row in metric_rows)]
+    for name, columns, ylabel, source in (
+        (LOSS_PLOT, loss_columns, "loss", loss_rows),
+        (METRIC_PLOT, metric_columns, "metric", metric_rows),
     ):
         if not columns:
             continue
         figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-        for column in columns:
-            xs, ys = _series(rows, column)
-            if ys:
-                axes.plot(xs, ys, marker="o", label=column)
-        axes.set_xlabel("epoch")
+        for index, column in enumerate(columns):
+            xs, ys = _series(source, column, axis)
+            if not ys:
+                continue
+            style = STYLES.get(column) or {
+                "marker": MARKERS[index % len(MARKERS)], "linestyle": "--", "linewidth": 1.2,
+                "markersize": 5,
+            }  # fmt: skip
+            axes.plot(xs, ys, label=column, **style)
+        axes.set_xlabel("iteration" if axis == "iter" else "epoch")
         axes.set_ylabel(ylabel)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
@@ -90,6 +120,29 @@ def write_plots(results_path: Path, plots_dir: Path) -> list[Path]:
         atomic_write_bytes(plots_dir / name, buffer.getvalue())
         written.append(plots_dir / name)
     return written
+
+
+def _columns(rows: list[dict[str, str]], keep: Any) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if keep(c) and c not in columns)
+    return columns
+
+
+def drop_rows_after(path: Path, iteration: int) -> None:
+    """Remove the rows logged after ``iteration`` (a resumed run logs them again)."""
+    rows = read_results(path)
+    kept = [row for row in rows if float(row.get("iter") or 0) <= iteration]
+    if len(kept) == len(rows):
+        return
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept)
+    atomic_write_text(path, buffer.getvalue())
 
 
 class TensorBoardLog:

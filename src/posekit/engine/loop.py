@@ -222,6 +222,7 @@ class Trainer:
         self.ema = ModelEMA(self.model, ema.decay, ema.warmup, frozen) if ema.enabled else None
         self.checkpoints = self.work_dir / files.CHECKPOINTS_DIR
         self.results_path = self.work_dir / "results.csv"
+        self.progress_path = self.work_dir / logs.PROGRESS
 
     # -- checkpoints ---------------------------------------------------------------------
     def pending_batches(self) -> int:
@@ -288,6 +289,9 @@ class Trainer:
         known = TrainState().to_dict()
         self.state = TrainState(**{k: v for k, v in data["train_state"].items() if k in known})
         restore_rng_state(data["rng"])
+        if self.dist.is_main:  # what was logged after this checkpoint is logged again
+            for path in (self.results_path, self.progress_path):
+                logs.drop_rows_after(path, self.state.iteration)
         self.say(
             f"resumed {path}: epoch {self.state.epoch + 1}, batch {self.state.batch_in_epoch}, "
             f"iteration {self.state.iteration}, stage {self.state.stage}"
@@ -514,6 +518,9 @@ class Trainer:
         if iteration % training.log_after == 0:
             board.scalars({**terms, "lr": self.lr()}, iteration, "train")
             self.say(loss_line(iteration, self.log_sums, self.log_count, self.lr()))
+            if self.dist.is_main:
+                means = {k: v / max(1, self.log_count) for k, v in self.log_sums.items()}
+                logs.append_result(self.progress_path, {**self.position(), **means})
             self.log_sums, self.log_count = {}, 0
         if training.checkpoint_after and iteration % training.checkpoint_after == 0:
             self.save(files.iter_file(iteration))
@@ -524,6 +531,14 @@ class Trainer:
             metrics = self.validate()
             board.scalars(metrics, iteration, "val")
             self.say(f"iteration {iteration}: " + _metrics_line(metrics))
+            if self.dist.is_main:
+                logs.append_result(self.progress_path, {**self.position(), **metrics})
+                logs.write_plots(self.results_path, self.work_dir / "plots", self.progress_path)
+
+    def position(self) -> dict[str, float]:
+        """Where training is: the iteration and the epoch with its fraction done."""
+        fraction = self.state.batch_in_epoch / max(1, self.batches_per_epoch)
+        return {"iter": self.state.iteration, "epoch": round(self.state.epoch + fraction, 4)}
 
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -614,7 +629,7 @@ class Trainer:
         self.save(*names)
         if self.dist.is_main:
             files.prune(self.checkpoints, training.keep_last)
-            logs.write_plots(self.results_path, self.work_dir / "plots")
+            logs.write_plots(self.results_path, self.work_dir / "plots", self.progress_path)
             if metrics and self.task.has_validation():
                 with self.evaluating() as model:
                     self.task.draw_validation(model, self.work_dir / "plots", count=4)

@@ -20,7 +20,7 @@ from posekit.data.ground_truth import (
 )
 from posekit.data.images import read_image
 from posekit.data.sources import CombinedKeypoints, load_split, load_train_sets, run_schema
-from posekit.drawing import draw_people, write_jpeg
+from posekit.drawing import draw_people, side_by_side, write_jpeg
 from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
@@ -268,17 +268,17 @@ class TopDownTask:
         return onnx.outputs_from_onnx(named)
 
     def draw_validation(self, model: nn.Module, folder: Path, count: int) -> None:
-        """The first ``count`` validation images with their ground-truth people predicted."""
+        """The first ``count`` validation images: the labelled people beside the keypoints
+        predicted in their boxes."""
         assert self.val_data is not None
         boxes_of = ground_truth_boxes(self.val_data)
         for record in self.val_data.images[:count]:
             image = read_image(self.val_data.image_path(record))
             with torch.no_grad():
                 people = self.predict_people(model, image, boxes_of[record.image_id])
-            write_jpeg(
-                folder / f"val_{record.image_id}.jpg",
-                draw_people(image, people.keypoints, self.schema),
-            )
+            truth = draw_people(image, record.keypoints, self.schema)
+            drawn = draw_people(image, people.keypoints, self.schema)
+            write_jpeg(folder / f"val_{record.image_id}.jpg", side_by_side(truth, drawn))
 
 
 def ground_truth_boxes(data: CocoKeypoints) -> dict[int, Boxes]:
