@@ -793,6 +793,43 @@ def without_other_families(data: dict[str, Any], family: str) -> dict[str, Any]:
             if key not in FAMILY_SECTIONS or key == family}  # fmt: skip
 
 
+def with_absolute_paths(cfg: PosekitConfig) -> PosekitConfig:
+    """``cfg`` with its data files, schema file, ImageNet weights file and run folder made
+    absolute (against the current folder), so a saved config works from anywhere."""
+
+    def absolute(value: str | None) -> str | None:
+        return os.path.abspath(value) if value else value
+
+    def source(item: Any) -> Any:
+        fields = {"labels", "images", "head_boxes", "detections"} & set(type(item).model_fields)
+        update = {name: absolute(getattr(item, name)) for name in fields}
+        schema = item.keypoint_schema
+        if schema and Path(schema).suffix in (".yaml", ".yml") and Path(schema).is_file():
+            update["keypoint_schema"] = os.path.abspath(schema)
+        return item.model_copy(update=update)
+
+    data = cfg.data
+    update: dict[str, Any] = {
+        "train": source(data.train),
+        "val": source(data.val),
+        "train_sets": [source(item) for item in data.train_sets],
+        "synthetic": data.synthetic.model_copy(update={"dir": os.path.abspath(data.synthetic.dir)}),
+    }
+    schema = data.keypoint_schema
+    if Path(schema).suffix in (".yaml", ".yml") and Path(schema).is_file():
+        update["keypoint_schema"] = os.path.abspath(schema)
+    params = dict(cfg.model.params)
+    if isinstance(params.get("backbone_weights"), str):
+        params["backbone_weights"] = os.path.abspath(params["backbone_weights"])
+    return cfg.model_copy(
+        update={
+            "data": data.model_copy(update=update),
+            "model": cfg.model.model_copy(update={"params": params}),
+            "work_dir": absolute(cfg.work_dir),
+        }
+    )
+
+
 def config_to_yaml(cfg: PosekitConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
 

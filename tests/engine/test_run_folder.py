@@ -122,3 +122,39 @@ def test_resume_applies_what_can_change_and_refuses_the_rest(
     assert len(err) == 1 and "training.batch_size (2 -> 4)" in err[0]
     assert "cannot change when resuming" in err[0]
     assert (work / "checkpoints" / "last.pth").read_bytes() == before
+
+
+def test_the_saved_config_works_from_another_folder(
+    tmp_path: Path, data_words: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import yaml
+
+    start = tmp_path / "start"
+    start.mkdir()
+    for word in data_words:  # relative to where training starts
+        value = word.partition("=")[2]
+        (start / Path(value).name).symlink_to(value)
+    monkeypatch.chdir(start)
+    relative = ["data.train.labels=train.json", "data.train.images=train",
+                "data.val.labels=train.json", "data.val.images=train"]  # fmt: skip
+    assert main(["train", "--work-dir", "run", *TINY, *relative]) == 0
+    saved = yaml.safe_load((start / "run" / "config.yaml").read_text())
+    assert saved["data"]["train"]["labels"] == str(start / "train.json")
+    assert saved["work_dir"] == str(start / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["val", "--weights", str(start / "run" / "checkpoints" / "last.pth")]) == 0
+
+
+def test_resuming_an_export_is_one_line_before_any_data_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    export = Path(__file__).resolve().parents[1] / "data" / "before_family_sections"
+    assert main(["train", "--resume", str(export / "bottomup.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is an export" in err[0] and "--weights-only" in err[0]
+    assert list(tmp_path.iterdir()) == []  # no synthetic data set, no run folder

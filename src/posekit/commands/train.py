@@ -22,6 +22,7 @@ from posekit.config import (
     check_family_sections,
     config_from_mapping,
     resume_changes,
+    with_absolute_paths,
     without_other_families,
 )
 from posekit.engine import summary
@@ -123,6 +124,7 @@ def train(
 ) -> TrainState:
     """Run ``posekit train``; ``on_epoch(epoch, results row)`` is called after each epoch."""
     check_family_sections(cfg, family_of(cfg.model.name))  # before any data is made
+    cfg = with_absolute_paths(cfg)  # the saved config works from any folder
     device = pick_device(cfg.device)
     info = init_distributed(device.type)
     if info.active and device.type == "cuda":

@@ -95,6 +95,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{file_path} is a config file, not weights; give a checkpoint (.pth), an export "
             "(.safetensors, .onnx) or the original's file (their config travels inside)"
         )
+    if file_path.suffix.lower() in (".safetensors", ".onnx"):
+        raise CheckpointError(
+            f"{file_path} is an export (weights for inference, no training state); resume from "
+            "a run's checkpoint (checkpoints/last.pth), or start a new run from a .pth's "
+            "weights with --weights-only / training.load_from"
+        )
     if not _looks_like_torch_file(file_path):
         raise CheckpointError(
             f"{file_path}: not a PyTorch checkpoint (neither a zip nor a pickle file); give a "
