@@ -238,3 +238,43 @@ def test_config_show_and_train_refuse_another_familys_key(
         captured.err
     )
     assert not (tmp_path / "run").exists() and "generating" not in captured.out
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["training.optimizer.custom_keys={backbone.: {lr_mul: 0}}"],
+         "did you mean 'training.optimizer.custom_keys.backbone..lr_mult'?); valid keys under "
+         "training.optimizer.custom_keys.backbone.: ['lr_mult', 'decay_mult']"),
+        (["data.train_sets=[{labels: a, imagez: b}]"],
+         "did you mean 'data.train_sets.0.images'?"),
+    ],
+)  # fmt: skip
+def test_typos_inside_mappings_and_lists_get_the_valid_keys(
+    words: list[str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, words)
+    assert expected in str(error.value) and "valid keys under" in str(error.value)
+    assert "[]" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "expected"),
+    [
+        ("lw_openpose", "{num_chanels: 3}", "'num_chanels' (did you mean 'num_channels'?)"),
+        ("topdown", "{backbon: resnet18}", "'backbon' (did you mean 'backbone'?)"),
+        ("rtdetr", "{hidden_dm: 3}", "'hidden_dm' (did you mean 'hidden_dim'?)"),
+    ],
+)
+def test_model_params_typos_stop_before_any_data_is_made(
+    model: str, params: str, expected: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from posekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", f"model.name={model}", f"model.params={params}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and "known: [" in err[0]
+    assert list(tmp_path.iterdir()) == []  # no synthetic data generated first

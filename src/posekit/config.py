@@ -15,6 +15,8 @@ import os
 import re
 import reprlib
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -700,9 +702,15 @@ def resume_changes(
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Names (aliases where set) of the fields of the sub-model found at ``loc``."""
+    """Names (aliases where set) of the fields of the sub-model found at ``loc``; the keys
+    of a mapping of sub-models (``custom_keys``) and list positions are stepped over."""
     current: Any = model
     for part in loc:
+        inner = _unwrap_container(current, part)
+        if inner is not current and typing.get_origin(current) in (dict, list, tuple):
+            current = inner  # ``part`` is a mapping key or a list position
+            continue
+        current = inner
         fields = getattr(current, "model_fields", None)
         if not fields:
             return []
@@ -713,8 +721,24 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if match is None:
             return []
         current = match.annotation
+    current = _unwrap_container(current, None)
     fields = getattr(current, "model_fields", None) or {}
     return [info.alias or name for name, info in fields.items()]
+
+
+def _unwrap_container(annotation: Any, part: Any) -> Any:
+    """The model inside ``dict[str, Model]`` / ``list[Model]`` / ``Model | None``."""
+    for _ in range(3):
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin in (dict, list, tuple) and args:
+            annotation = args[-1]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in args if getattr(a, "model_fields", None)]
+            annotation = models[0] if models else annotation
+            break
+        else:
+            break
+    return annotation
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -35,7 +35,11 @@ def test_sizes_grow_and_params_override_the_preset() -> None:
     ("name", "overrides", "message"),
     [
         ("huge", {}, "size 'huge' is unknown"),
-        ("tiny", {"hidden": 3}, "unknown detector parameter(s) ['hidden']"),
+        (
+            "tiny",
+            {"hidden_dm": 3},
+            "unknown detector parameter 'hidden_dm' (did you mean 'hidden_dim'?)",
+        ),
         ("tiny", {"hidden_dim": 30, "num_heads": 4}, "multiple of 2 × num_heads"),
         ("tiny", {"depths": [1, 1]}, "depths 4"),
     ],

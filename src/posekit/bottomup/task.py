@@ -37,7 +37,7 @@ from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.engine.summary import keypoint_data_line
-from posekit.errors import ConfigError
+from posekit.errors import ConfigError, check_parameters
 from posekit.evaluation import keypoint_results, save_results
 from posekit.layers.blocks import cpu_layout
 from posekit.people import People, people_to_json
@@ -55,12 +55,11 @@ def build_bottomup_model(cfg: PosekitConfig, layout: KeypointLayout) -> nn.Modul
             f"{sorted(BOTTOMUP_MODELS)}"
         )
     schema = layout.network_schema
-    try:
-        return BOTTOMUP_MODELS[cfg.model.name](
-            num_heatmaps=schema.num_keypoints + 1, num_pafs=2 * schema.num_limbs, **cfg.model.params
-        )
-    except TypeError as exc:
-        raise ConfigError(f"model.params: {exc}; check the parameter names") from None
+    factory = BOTTOMUP_MODELS[cfg.model.name]
+    check_parameters(factory, cfg.model.params, "model.params", ("num_heatmaps", "num_pafs"))
+    return factory(
+        num_heatmaps=schema.num_keypoints + 1, num_pafs=2 * schema.num_limbs, **cfg.model.params
+    )
 
 
 class BottomUpTask:
@@ -74,6 +73,15 @@ class BottomUpTask:
     foreign_weight_readers = (read_original,)
     # ``posekit export --format NAME``: (weights, stored config, source, out) -> written file
     export_formats: ClassVar[dict[str, Callable[..., Any]]] = {"lwop": export_original}
+
+    @staticmethod
+    def check_model_params(cfg: PosekitConfig) -> None:
+        """``model.params`` checked before any data is read or made (one line per mistake)."""
+        factory = BOTTOMUP_MODELS.get(cfg.model.name)
+        if factory is not None:
+            check_parameters(
+                factory, cfg.model.params, "model.params", ("num_heatmaps", "num_pafs")
+            )
 
     @staticmethod
     def input_size_settings(size: int) -> dict[str, Any]:

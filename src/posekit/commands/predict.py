@@ -75,7 +75,10 @@ def detector_model(loaded: LoadedModel) -> LoadedModel:
     """``loaded`` when it finds person boxes (a detector), else the one-line ``--detector``
     error."""
     if not loaded.task.gives_person_boxes:
-        raise ConfigError("--detector: these weights are not a detector; give a detector's")
+        raise ConfigError(
+            "--detector: these weights are not a detector's; give a detector checkpoint "
+            "(model.name rtdetr), or pass the pose model with --weights alone"
+        )
     return loaded
 
 

@@ -33,7 +33,7 @@ from posekit.engine.run_folder import refuse_or_move_aside, run_lock
 from posekit.engine.state import load_checkpoint, model_state_from
 from posekit.errors import CheckpointError, ConfigError
 from posekit.layers.backbone_weights import backbone_weights_summary
-from posekit.tasks import build_task, family_of
+from posekit.tasks import build_task, family_of, task_class
 
 
 def ensure_synthetic_data(cfg: PosekitConfig, say: Any = print) -> PosekitConfig:
@@ -124,6 +124,7 @@ def train(
 ) -> TrainState:
     """Run ``posekit train``; ``on_epoch(epoch, results row)`` is called after each epoch."""
     check_family_sections(cfg, family_of(cfg.model.name))  # before any data is made
+    task_class(cfg.model.name).check_model_params(cfg)
     cfg = with_absolute_paths(cfg)  # the saved config works from any folder
     device = pick_device(cfg.device)
     info = init_distributed(device.type)

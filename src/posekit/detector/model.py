@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.errors import ConfigError
+from posekit.errors import ConfigError, did_you_mean
 from posekit.layers.backbone_weights import BackboneWeightsReport, load_backbone_weights
 from posekit.layers.backbones import BACKBONES, build_backbone
 from posekit.layers.blocks import StridedPointwiseConv2d
@@ -77,9 +77,10 @@ def detector_size(name: str, overrides: dict[str, Any]) -> DetectorSize:
     known = {f.name for f in fields(DetectorSize)}
     unknown = sorted(set(overrides) - known)
     if unknown:
+        choices = ["size", "backbone", "backbone_weights", *sorted(known)]
         raise ConfigError(
-            f"model.params: unknown detector parameter(s) {unknown}; known: ['size', "
-            f"{', '.join(repr(k) for k in sorted(known))}]"
+            f"model.params: unknown detector parameter {unknown[0]!r}"
+            f"{did_you_mean(unknown[0], choices)}; known: {choices}"
         )
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     size = replace(DETECTOR_SIZES[name], **values)

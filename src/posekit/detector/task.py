@@ -19,7 +19,7 @@ from posekit.detector.coco_boxes import CocoBoxes, load_coco_boxes
 from posekit.detector.dataset import DetectionDataset, pad_detection_batch, unpad_targets
 from posekit.detector.losses import LossWeights, detection_loss
 from posekit.detector.matcher import MatchCosts
-from posekit.detector.model import DetectorOutputs, RTDetr
+from posekit.detector.model import DetectorOutputs, RTDetr, detector_size
 from posekit.drawing import draw_boxes, side_by_side, write_jpeg
 from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
@@ -78,6 +78,15 @@ class DetectorTask:
     export_formats: ClassVar[dict[str, Callable[..., Any]]] = {}
 
     metric_name = "AP"
+
+    @staticmethod
+    def check_model_params(cfg: PosekitConfig) -> None:
+        """``model.params`` checked before any data is read or made (one line per mistake)."""
+        params = {k: v for k, v in cfg.model.params.items() if k != "num_classes"}
+        detector_size(
+            str(params.pop("size", "tiny")),
+            {k: v for k, v in params.items() if k not in ("backbone", "backbone_weights")},
+        )
 
     @staticmethod
     def input_size_settings(size: int) -> dict[str, Any]:

@@ -11,14 +11,13 @@ Each backbone returns its stride-32 feature map and says how many channels it ha
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import nn
 
-from posekit.errors import ConfigError, did_you_mean
+from posekit.errors import ConfigError, check_parameters, did_you_mean
 from posekit.layers.blocks import Fp32DepthwiseConv2d, StridedPointwiseConv2d
 
 # MobileNetV2 inverted-residual stages: expansion t, channels c, repeats n, first stride s.
@@ -280,10 +279,5 @@ def build_backbone(name: str, **params: object) -> nn.Module:
             + did_you_mean(name, BACKBONES)
         )
     factory = BACKBONES[name]
-    try:
-        inspect.signature(factory).bind(**params)
-    except TypeError as exc:
-        raise ConfigError(
-            f"model.params.backbone_params for {name!r}: {exc}; check the parameter names"
-        ) from None
+    check_parameters(factory, params, f"model.params for backbone {name!r}")
     return factory(**params)

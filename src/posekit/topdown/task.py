@@ -25,7 +25,7 @@ from posekit.engine.onnx_graph import OnnxGraph
 from posekit.engine.optim import plain_param_groups
 from posekit.engine.sampling import stack_samples
 from posekit.engine.summary import keypoint_data_line
-from posekit.errors import ConfigError
+from posekit.errors import ConfigError, check_parameters
 from posekit.evaluation import keypoint_results, save_results
 from posekit.layers.blocks import cpu_layout
 from posekit.people import People, people_to_json
@@ -54,12 +54,9 @@ def build_topdown_model(cfg: PosekitConfig, schema: KeypointSchema) -> nn.Module
             f"model.name {cfg.model.name!r} is not a top-down model; "
             f"known: {sorted(TOPDOWN_MODELS)}"
         )
-    try:
-        return TOPDOWN_MODELS[cfg.model.name](
-            num_keypoints=schema.num_keypoints, **cfg.model.params
-        )
-    except TypeError as exc:
-        raise ConfigError(f"model.params: {exc}; check the parameter names") from None
+    factory = TOPDOWN_MODELS[cfg.model.name]
+    check_parameters(factory, cfg.model.params, "model.params", ("num_keypoints",))
+    return factory(num_keypoints=schema.num_keypoints, **cfg.model.params)
 
 
 def topdown_spec(cfg: PosekitConfig, model: nn.Module) -> TopDownSpec:
@@ -86,6 +83,13 @@ class TopDownTask:
     takes_person_boxes = True  # predict_people(model, image, boxes) after a detector
     foreign_weight_readers = ()
     export_formats: ClassVar[dict[str, Callable[..., Any]]] = {}
+
+    @staticmethod
+    def check_model_params(cfg: PosekitConfig) -> None:
+        """``model.params`` checked before any data is read or made (one line per mistake)."""
+        factory = TOPDOWN_MODELS.get(cfg.model.name)
+        if factory is not None:
+            check_parameters(factory, cfg.model.params, "model.params", ("num_keypoints",))
 
     @staticmethod
     def input_size_settings(size: int) -> dict[str, Any]:
