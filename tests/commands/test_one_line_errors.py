@@ -110,3 +110,15 @@ def test_resume_with_another_model_or_schema(
         assert code == 2
         line = one_error_line(capsys)
         assert "cannot change when resuming" in line and override.split("=")[0] in line
+
+
+def test_a_pose_model_given_as_the_detector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pose = str(OLD / "bottomup.pth")
+    assert main(["predict", str(tmp_path), "--detector", pose, "--pose", pose]) == 2
+    line = one_error_line(capsys)
+    assert line.endswith(
+        "--detector: these weights are not a detector's; give a detector checkpoint "
+        "(model.name rtdetr), or pass the pose model with --weights alone"
+    )
