@@ -24,7 +24,7 @@ $(SYNTH_DIR)/synthetic.json: | $(STAMP)
 demo: venv $(SYNTH_DIR)/synthetic.json
 	$(BIN)/posekit check-data --labels $(SYNTH_DIR)/train.json --images $(SYNTH_DIR)/train
 	$(BIN)/posekit check-data --labels $(SYNTH_DIR)/val.json --images $(SYNTH_DIR)/val
-	$(BIN)/posekit train --config configs/lw_openpose/synthetic.yaml
+	$(BIN)/posekit train --config configs/lw_openpose/synthetic.yaml --exist-ok
 	$(BIN)/posekit val --weights $(RUN_DIR)/checkpoints/best.pth
 	$(BIN)/posekit predict $(SYNTH_DIR)/val --weights $(RUN_DIR)/checkpoints/best.pth \
 		--out $(RUN_DIR)/predictions

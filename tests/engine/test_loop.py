@@ -223,3 +223,13 @@ def test_end_summary_without_evaluation_and_inside_the_first_epoch(make_config: 
     assert "best training loss " in done and "at iteration 2 (inside epoch 1)" in done
     assert "-loss" not in done and "epoch 0" not in done
     assert any("nothing was evaluated" in line for line in said)
+
+
+def test_an_evaluation_inside_the_first_epoch_names_the_iteration(make_config: Build) -> None:
+    said: list[str] = []
+    cfg = make_config("training.max_iter=2", "training.eval_interval=1")
+    make_trainer(cfg, say=said.append).fit()
+    assert any(line.startswith("iteration 2 (inside epoch 1): AP=") for line in said), said
+    done = next(line for line in said if line.startswith("done in "))
+    assert "best AP " in done and "at iteration 2 (inside epoch 1)" in done
+    assert not any(line.startswith("epoch 0") for line in said)

@@ -608,7 +608,12 @@ class Trainer:
         interval = training.eval_interval
         if self.task.has_validation() and interval and (epoch % interval == 0 or self.finished()):
             metrics = self.validate()
-            self.say(f"epoch {epoch}: " + _metrics_line(metrics))
+            where = (
+                f"epoch {epoch}"
+                if not self.state.batch_in_epoch
+                else f"iteration {self.state.iteration} (inside epoch {epoch + 1})"
+            )
+            self.say(f"{where}: " + _metrics_line(metrics))
         row = {
             "epoch": epoch,
             "iter": self.state.iteration,
