@@ -655,6 +655,10 @@ RESUME_CHANGEABLE = (
     "training.compile", "training.checkpoint_path", "training.weights_only",
     "training.from_mobilenet", "training.load_from", "training.optimizer.lr",
     "training.schedule.", "model.params.backbone_weights",
+    # what training draws or aims at from now on (exact continuation needs them unchanged)
+    "training.resize_schedule", "training.multiscale", "bottomup.augment", "bottomup.targets.",
+    "bottomup.loss.", "topdown.augment", "topdown.heatmap_sigma", "topdown.simcc_sigma",
+    "topdown.simcc_beta", "detector.augment", "detector.loss.",
     "bottomup.inference.", "topdown.flip_test", "topdown.box_score_threshold",
     "topdown.keypoint_score_threshold", "topdown.oks_nms_threshold", "topdown.eval_batch_size",
     "detector.score_threshold", "detector.max_detections", "detector.eval_batch_size",

@@ -46,7 +46,7 @@ def test_a_new_run_into_a_run_folder_stops_or_moves_it_aside(
     # --exist-ok: the old run moved aside whole, the new one in a clean folder
     assert main(["train", "--work-dir", str(work), "--exist-ok", *TINY, *data_words]) == 0
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.old-")]
-    assert len(aside) == 1 and f"moved the earlier run in {work} to {aside[0]}" in (
+    assert len(aside) == 1 and f"moved what an earlier run left in {work} to {aside[0]}" in (
         capsys.readouterr().out
     )
     assert (aside[0] / "checkpoints" / "last.pth").read_bytes() == first
@@ -158,3 +158,20 @@ def test_resuming_an_export_is_one_line_before_any_data_is_made(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is an export" in err[0] and "--weights-only" in err[0]
     assert list(tmp_path.iterdir()) == []  # no synthetic data set, no run folder
+
+
+def test_leftovers_of_a_run_killed_before_its_first_checkpoint_are_moved_aside(
+    tmp_path: Path,
+) -> None:
+    from posekit.engine.run_folder import refuse_or_move_aside
+
+    work = tmp_path / "run"
+    (work / "tensorboard").mkdir(parents=True)
+    (work / "config.yaml").write_text("seed: 0\n")
+    moved = refuse_or_move_aside(work, exist_ok=False)
+    assert moved is not None and (moved / "config.yaml").is_file() and not work.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("mine")
+    assert refuse_or_move_aside(empty, exist_ok=False) is None  # not a run's: left alone
+    assert (empty / "notes.txt").is_file()

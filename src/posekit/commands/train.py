@@ -239,7 +239,7 @@ def run_folder(
             barrier()
             yield
         return
-    say(f"moved the earlier run in {work_dir} to {moved}")
+    say(f"moved what an earlier run left in {work_dir} to {moved}")
     with run_lock(work_dir):
         barrier()
         yield

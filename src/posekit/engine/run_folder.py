@@ -1,8 +1,9 @@
 """A run folder is never overwritten by accident, and one process trains in it at a time.
 
-A new run (not a resume) into a folder that holds a run stops with one line, unless
-``training.exist_ok`` (``--exist-ok``): then the old folder is renamed aside
-(``<name>.old-<time>``), never deleted. While a run trains, it holds an exclusive
+A new run (not a resume) into a folder that holds a run (a checkpoint or results) stops with
+one line, unless ``training.exist_ok`` (``--exist-ok``): then the old folder is renamed aside
+(``<name>.old-<time>``), never deleted; so are the leftovers of a run killed before its first
+checkpoint, without asking. While a run trains, it holds an exclusive
 ``flock`` on ``<folder>/.posekit.lock``; the kernel drops it when the process ends, however
 it ends, so a killed run leaves no stuck lock.
 """
@@ -19,13 +20,25 @@ from pathlib import Path
 from posekit.errors import ConfigError
 
 LOCK_NAME = ".posekit.lock"
-# what a run writes: a folder holding any of them holds a run
-RUN_FILES = ("config.yaml", "results.csv", "checkpoints", "tensorboard")
+# a folder holds a run when it has a checkpoint or a results row; a run killed before its
+# first checkpoint leaves only leftovers (config.yaml, TensorBoard events, plots)
+LEFTOVERS = ("config.yaml", "tensorboard", "plots", "progress.csv")
 
 
 def previous_run(work_dir: Path) -> list[str]:
-    """The files of an earlier run in ``work_dir`` (empty when there is none)."""
-    return [name for name in RUN_FILES if (work_dir / name).exists()]
+    """What in ``work_dir`` shows an earlier run that got somewhere (empty when none)."""
+    found = []
+    checkpoints = work_dir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.glob("*.pth")):
+        found.append("checkpoints")
+    if (work_dir / "results.csv").is_file():
+        found.append("results.csv")
+    return found
+
+
+def leftovers(work_dir: Path) -> list[str]:
+    """Files of an earlier run that stopped before its first checkpoint."""
+    return [name for name in LEFTOVERS if (work_dir / name).exists()]
 
 
 def aside_name(work_dir: Path, now: float | None = None) -> Path:
@@ -41,16 +54,17 @@ def aside_name(work_dir: Path, now: float | None = None) -> Path:
 
 def refuse_or_move_aside(work_dir: Path, exist_ok: bool) -> Path | None:
     """For a new run: refuse a folder holding a run in one line, or with ``exist_ok`` rename
-    it aside (returned) so the new run starts in an empty folder."""
+    it aside (returned) so the new run starts in an empty folder. The leftovers of a run
+    that never saved a checkpoint are moved aside without asking (nothing is deleted)."""
     found = previous_run(work_dir)
-    if not found:
-        return None
-    if not exist_ok:
+    if found and not exist_ok:
         raise ConfigError(
             f"{work_dir} holds a run ({', '.join(found)}): continue it with --resume, train "
             "into another --work-dir, or pass --exist-ok to start over (the old run is moved "
             "aside, not deleted)"
         )
+    if not found and not leftovers(work_dir):
+        return None
     target = aside_name(work_dir)
     work_dir.rename(target)
     return target

@@ -279,5 +279,5 @@ def build_backbone(name: str, **params: object) -> nn.Module:
             + did_you_mean(name, BACKBONES)
         )
     factory = BACKBONES[name]
-    check_parameters(factory, params, f"model.params for backbone {name!r}")
+    check_parameters(factory, params, f"model.params.backbone_params for backbone {name!r}")
     return factory(**params)
