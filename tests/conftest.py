@@ -18,19 +18,50 @@ def real_samples_dir() -> Path:
     return REPO_ROOT.parent / "shared" / "data" / "real"
 
 
+MISSING = "real sample missing"  # the start of every skip reason for a missing sample
+
+
+def samples_required() -> bool:
+    """CI must run every test on the real samples: there a missing sample fails the test."""
+    return os.environ.get("POSEKIT_REQUIRE_SAMPLES", "") not in ("", "0")
+
+
+def missing_sample(what: str) -> None:
+    """Skip the test (a developer's machine), or fail it where the samples are required."""
+    message = f"{MISSING}: {what} not found under {real_samples_dir()} (set POSEKIT_SAMPLE_DIR)"
+    if samples_required():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def real_sample(relative: str) -> Path:
     """``relative`` under the real samples folder; the test is skipped where it is missing."""
     path = real_samples_dir() / relative
     if not path.exists():
-        pytest.skip(f"real sample {relative} not found under {real_samples_dir()}")
+        missing_sample(relative)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line at the end when tests were skipped for want of the real samples."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if MISSING in str(getattr(report, "longrepr", ""))
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: the real samples are missing under "
+            f"{real_samples_dir()}; CI requires them (POSEKIT_REQUIRE_SAMPLES=1)",
+            yellow=True,
+        )
 
 
 @pytest.fixture(scope="session")
 def real_coco_dir() -> Path:
     path = real_samples_dir() / "coco"
     if not (path / "test_coco.json").is_file():
-        pytest.skip(f"real COCO sample not found at {path} (set POSEKIT_SAMPLE_DIR)")
+        missing_sample("coco/test_coco.json")
     return path
 
 
@@ -38,5 +69,5 @@ def real_coco_dir() -> Path:
 def real_humanart_dir() -> Path:
     path = real_samples_dir() / "humanart"
     if not (path / "annotations" / "test_humanart.json").is_file():
-        pytest.skip(f"real Human-Art sample not found at {path} (set POSEKIT_SAMPLE_DIR)")
+        missing_sample("humanart/annotations/test_humanart.json")
     return path

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ from posekit.schema import (
     normalise_keypoint_name,
     schema_from_dict,
 )
+
+from .conftest import real_sample
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -146,14 +147,6 @@ BUILTIN_COUNTS = {
     "humanart21": 21,
     "body14": 14,
 }
-
-
-def _real_samples_dir() -> Path:
-    """As tests/conftest.py: ``$POSEKIT_SAMPLE_DIR`` or ../shared/data/real."""
-    override = os.environ.get("POSEKIT_SAMPLE_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 
 def _mirror(name: str) -> str:
@@ -310,9 +303,7 @@ REAL_FILES = [
 
 @pytest.mark.parametrize(("relative", "expected"), REAL_FILES)
 def test_real_annotation_files_match_their_schema(relative: str, expected: str) -> None:
-    path = _real_samples_dir() / relative
-    if not path.is_file():
-        pytest.skip(f"real sample {path} not found (set POSEKIT_SAMPLE_DIR)")
+    path = real_sample(relative)
     categories = json.loads(path.read_text(encoding="utf-8"))["categories"]
     assert categories
     for category in categories:
@@ -324,9 +315,7 @@ def test_real_annotation_files_match_their_schema(relative: str, expected: str) 
 
 
 def test_real_coco_wholebody_fields_make_133_keypoints() -> None:
-    path = _real_samples_dir() / "coco" / "test_coco_wholebody.json"
-    if not path.is_file():
-        pytest.skip(f"real sample {path} not found (set POSEKIT_SAMPLE_DIR)")
+    path = real_sample("coco/test_coco_wholebody.json")
     schema = load_schema("coco_wholebody")
     assert schema.keypoints_fields is not None
     for annotation in json.loads(path.read_text(encoding="utf-8"))["annotations"]:
@@ -335,9 +324,7 @@ def test_real_coco_wholebody_fields_make_133_keypoints() -> None:
 
 
 def test_real_mpii_file_has_sixteen_joints() -> None:
-    path = _real_samples_dir() / "mpii" / "test_mpii.json"
-    if not path.is_file():
-        pytest.skip(f"real sample {path} not found (set POSEKIT_SAMPLE_DIR)")
+    path = real_sample("mpii/test_mpii.json")
     schema = load_schema("mpii")
     for entry in json.loads(path.read_text(encoding="utf-8")):
         assert len(entry["joints"]) == len(entry["joints_vis"]) == schema.num_keypoints

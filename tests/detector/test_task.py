@@ -208,7 +208,7 @@ def test_the_detr_guide_flags_and_trials_drive_the_detector(
     assert code == 0, capsys.readouterr().err
     with next(out.glob("trials_*.csv")).open() as handle:
         statuses = [row["status"] for row in csv.DictReader(handle)]
-    assert statuses == ["complete", "complete"]
+    assert statuses == ["completed", "completed"]
 
 
 def test_torchrun_trains_the_detector_with_sync_bn_and_validation(

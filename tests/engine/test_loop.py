@@ -186,7 +186,7 @@ def test_log_after_prints_the_mean_loss_terms(make_config: Build) -> None:
     make_trainer(cfg, say=said.append).fit()
     lines = [line for line in said if line.startswith("iteration ")]
     assert [line.split(":")[0] for line in lines] == ["iteration 2", "iteration 4", "iteration 6"]
-    assert "stage0_heatmaps" in lines[0] and "stage0_pafs" in lines[0] and ", lr " in lines[0]
+    assert "stage1_heatmaps" in lines[0] and "stage1_pafs" in lines[0] and ", lr " in lines[0]
     sums = {"loss": 3.0, "stage0_pafs": 1.0, "stage0_heatmaps": 2.0}
     assert loss_line(7, sums, 2, 1e-3) == (
         "iteration 7: loss 1.5 (stage0_pafs 0.5 stage0_heatmaps 1), lr 0.001"
@@ -209,7 +209,8 @@ def test_start_and_end_summaries(make_config: Build, tmp_path: Path) -> None:
     assert any(line.startswith("val      3 images") for line in said)
     assert any(line.startswith("device   cpu") for line in said)
     done = next(line for line in said if line.startswith("done in "))
-    assert ": best AP " in done and "at epoch 1" in done and str(work / "checkpoints") in done
+    assert ": best AP " in done and "at epoch 1, iteration 6" in done
+    assert str(work / "checkpoints") in done
     assert f"  predict:  posekit predict IMAGES --weights {work / 'checkpoints' / 'best.pth'}" in (
         said
     )
@@ -220,7 +221,7 @@ def test_end_summary_without_evaluation_and_inside_the_first_epoch(make_config: 
     cfg = make_config("training.max_iter=2")  # 6 batches an epoch: stops inside epoch 1
     make_trainer(cfg, say=said.append).fit()
     done = next(line for line in said if line.startswith("done in "))
-    assert "best training loss " in done and "at iteration 2 (inside epoch 1)" in done
+    assert "best training loss " in done and "at epoch 1, iteration 2" in done
     assert "-loss" not in done and "epoch 0" not in done
     assert any("nothing was evaluated" in line for line in said)
 
@@ -231,5 +232,33 @@ def test_an_evaluation_inside_the_first_epoch_names_the_iteration(make_config: B
     make_trainer(cfg, say=said.append).fit()
     assert any(line.startswith("iteration 2 (inside epoch 1): AP=") for line in said), said
     done = next(line for line in said if line.startswith("done in "))
-    assert "best AP " in done and "at iteration 2 (inside epoch 1)" in done
+    assert "best AP " in done and "at epoch 1, iteration 2" in done
     assert not any(line.startswith("epoch 0") for line in said)
+
+
+def test_rows_count_epochs_as_users_do(make_config: Build) -> None:
+    # a --max-iter run that ends inside its second epoch: its row is epoch 2, not 1
+    cfg = make_config("training.max_iter=8", "training.max_epochs=3")  # 6 batches an epoch
+    make_trainer(cfg).fit()
+    assert [(r["epoch"], r["iter"], r["stage"]) for r in rows(cfg)] == [
+        ("1", "6", "1"), ("2", "8", "1"),
+    ]  # fmt: skip
+    assert "loss_stage1_heatmaps" in rows(cfg)[0] and "loss_stage0_heatmaps" not in rows(cfg)[0]
+
+
+def test_best_follows_the_metric_of_val_after_evaluations(make_config: Build) -> None:
+    """The original's flags evaluate every --val-after iterations and never per epoch:
+    best.pth follows that AP, not the training loss."""
+    said: list[str] = []
+    cfg = make_config("training.val_after=2", "training.eval_interval=0",
+                      "training.max_epochs=1")  # fmt: skip
+    trainer = make_trainer(cfg, say=said.append)
+    scores = iter([0.2, 0.5, 0.3])  # iterations 2, 4, 6
+    trainer.validate = lambda: {"AP": next(scores)}  # type: ignore[method-assign]
+    trainer.fit()
+    state = trainer.state
+    assert (state.best_metric, state.best_iteration, state.best_epoch) == (0.5, 4, 1)
+    best = load_checkpoint(cfg.resolved_work_dir() / "checkpoints" / "best.pth")
+    assert best["train_state"]["iteration"] == 4
+    done = next(line for line in said if line.startswith("done in "))
+    assert "best AP 0.5000 at epoch 1, iteration 4" in done and "-loss" not in done

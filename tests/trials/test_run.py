@@ -114,7 +114,7 @@ def test_list_form_records_failures_best_config_and_plot(
     assert list(rows[0])[:5] == ["trial_id", "status", "final_map", "final_loss", "duration_s"]
     assert {"param_training.optimizer.lr", "param_model.params.num_channels"} <= set(rows[0])
     assert [r["trial_id"] for r in rows] == ["0", "1", "2", "3"]
-    assert [r["status"] for r in rows] == ["complete", "failed", "failed", "complete"]
+    assert [r["status"] for r in rows] == ["completed", "failed", "failed", "completed"]
     assert float(rows[0]["final_loss"]) > 0 and rows[0]["final_map"] != ""
 
     errors = {t.number: t.user_attrs.get("error") for t in journal_study(out).trials}
@@ -127,13 +127,35 @@ def test_list_form_records_failures_best_config_and_plot(
     assert trial_cfg.training.eval_interval == 1 and trial_cfg.training.batch_size == 4
 
     # the best config: the base + the best entry, without the budget
-    complete = [r for r in rows if r["status"] == "complete"]
+    complete = [r for r in rows if r["status"] == "completed"]
     best = max(complete, key=lambda r: (float(r["final_map"]), -int(r["trial_id"])))
     cfg = load_config(out / "best_config.yaml")
     assert cfg.training.optimizer.lr == float(best["param_training.optimizer.lr"])
     assert cfg.training.max_epochs == 5 and cfg.model.params == TINY_MODEL
     assert (out / "trials.png").stat().st_size > 1000
     assert f"best: trial {best['trial_id']}" in stdout
+
+
+def test_the_best_trial_is_chosen_by_its_score(
+    base_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Trials that score differently (no validation: ranked by minus the training loss); the
+    better one is not the first, so a best-of that takes the first finished trial fails."""
+    config = yaml.safe_load(base_config.read_text())
+    config["data"].pop("val")
+    without_val = tmp_path / "no_val.yaml"
+    without_val.write_text(yaml.safe_dump(config))
+    entries = [{"training.optimizer.lr": 1e-9}, {"training.optimizer.lr": 5e-3}]
+    trials = write_json(tmp_path / "trials.json", entries)
+    out = tmp_path / "search"
+    code, stdout, _ = run_main(trials_args(without_val, trials, out, *BUDGET), capsys)
+    assert code == 0, stdout
+    rows = latest_csv(out)
+    scores = [float(r["final_map"]) for r in rows]
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    assert scores[1] > scores[0]  # the learning trial beats the frozen one
+    assert "best: trial 1" in stdout
+    assert load_config(out / "best_config.yaml").training.optimizer.lr == 5e-3
 
 
 def test_threshold_prunes_every_trial_and_says_why(
@@ -170,7 +192,7 @@ def test_search_space_with_median_pruner_and_no_validation(
     assert code == 0, stdout
     assert "minus the training loss" in stdout
     rows = latest_csv(out)
-    assert len(rows) == 2 and {r["status"] for r in rows} <= {"complete", "pruned"}
+    assert len(rows) == 2 and {r["status"] for r in rows} <= {"completed", "pruned"}
     for row in rows:
         assert 1e-4 <= float(row["param_training.optimizer.lr"]) <= 1e-2
         assert row["param_training.batch_size"] in ("2", "4")
@@ -281,7 +303,7 @@ def test_killed_study_resumes_each_entry_once(base_config: Path, tmp_path: Path)
 
     rows = latest_csv(out)
     assert sorted(float(r["param_training.optimizer.lr"]) for r in rows) == lrs
-    assert {r["status"] for r in rows} == {"complete"}
+    assert {r["status"] for r in rows} == {"completed"}
     study = journal_study(out)
     killed = study.trials[1]
     assert killed.state == optuna.trial.TrialState.FAIL and killed.user_attrs["interrupted"]
@@ -360,7 +382,7 @@ def test_two_commands_share_a_postgres_study(base_config: Path, tmp_path: Path) 
         assert all("trial" in text for text in outputs)
 
         rows = latest_csv(out)
-        assert len(rows) == 4 and {r["status"] for r in rows} == {"complete"}
+        assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
         assert sorted(float(r["param_training.optimizer.lr"]) for r in rows) == [
             1e-3, 2e-3, 3e-3, 4e-3
         ]  # fmt: skip

@@ -42,7 +42,8 @@ def bottomup_loss(
 ) -> dict[str, torch.Tensor]:
     """Masked L2 on every stage's heatmaps and PAFs; ``loss`` is the weighted sum of all terms.
 
-    Returns ``stage{i}_heatmaps`` and ``stage{i}_pafs`` for each stage and the total ``loss``.
+    Returns ``stage{i}_heatmaps`` and ``stage{i}_pafs`` for each stage (counted from 1, as the
+    original prints them) and the total ``loss``.
     """
     heatmap_pixels, paf_pixels = weights, weights
     if foreground_weight:
@@ -50,9 +51,9 @@ def bottomup_loss(
             weights, heatmap_targets, paf_targets, foreground_weight
         )
     terms: dict[str, torch.Tensor] = {}
-    for index, (heatmaps, pafs) in enumerate(zip(outputs.heatmaps, outputs.pafs, strict=True)):
-        terms[f"stage{index}_heatmaps"] = masked_l2(heatmaps, heatmap_targets, heatmap_pixels)
-        terms[f"stage{index}_pafs"] = masked_l2(pafs, paf_targets, paf_pixels)
+    for stage, (heatmaps, pafs) in enumerate(zip(outputs.heatmaps, outputs.pafs, strict=True), 1):
+        terms[f"stage{stage}_heatmaps"] = masked_l2(heatmaps, heatmap_targets, heatmap_pixels)
+        terms[f"stage{stage}_pafs"] = masked_l2(pafs, paf_targets, paf_pixels)
     total = sum(
         (heatmap_weight if name.endswith("heatmaps") else paf_weight) * value
         for name, value in terms.items()

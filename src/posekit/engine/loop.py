@@ -92,6 +92,7 @@ class TrainState:
     best_metric: float | None = None
     best_epoch: int | None = None
     best_stage: int | None = None
+    best_iteration: int | None = None
     stage_best_metric: float | None = None
     stage_best_epoch: int | None = None
     evals_without_gain: int = 0
@@ -534,6 +535,9 @@ class Trainer:
             if self.dist.is_main:
                 logs.append_result(self.progress_path, {**self.position(), **metrics})
                 logs.write_plots(self.results_path, self.work_dir / "plots", self.progress_path)
+            best = self.record_best(metrics, {}, self.state.epoch + 1)  # best.pth by the metric
+            if best:
+                self.save(*best)
 
     def position(self) -> dict[str, float]:
         """Where training is: the iteration and the epoch with its fraction done."""
@@ -544,8 +548,10 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def evaluates(self) -> bool:
-        """Whether epochs are evaluated at all (else ``best`` follows the training loss)."""
-        return self.task.has_validation() and self.cfg.training.eval_interval > 0
+        """Whether the run is evaluated at all, every ``eval_interval`` epochs or every
+        ``val_after`` iterations (else ``best`` follows the training loss)."""
+        training = self.cfg.training
+        return self.task.has_validation() and (training.eval_interval > 0 or training.val_after > 0)
 
     def validate(self) -> dict[str, float]:
         """Rank 0 evaluates; every rank gets its metrics (best and early-stop agree)."""
@@ -604,6 +610,9 @@ class Trainer:
         self, board: logs.TensorBoardLog, means: dict[str, float], seconds: float
     ) -> None:
         training, epoch = self.cfg.training, self.state.epoch
+        # the epoch as users count it: the one this row closes, or (a --max-iter run that
+        # ends inside an epoch) the one being trained
+        counted = epoch if not self.state.batch_in_epoch else epoch + 1
         metrics: dict[str, float] = {}
         interval = training.eval_interval
         if self.task.has_validation() and interval and (epoch % interval == 0 or self.finished()):
@@ -611,11 +620,11 @@ class Trainer:
             where = (
                 f"epoch {epoch}"
                 if not self.state.batch_in_epoch
-                else f"iteration {self.state.iteration} (inside epoch {epoch + 1})"
+                else f"iteration {self.state.iteration} (inside epoch {counted})"
             )
             self.say(f"{where}: " + _metrics_line(metrics))
         row = {
-            "epoch": epoch,
+            "epoch": counted,
             "iter": self.state.iteration,
             "stage": self.state.stage,
             **means,
@@ -628,7 +637,7 @@ class Trainer:
         if self.dist.is_main:
             logs.append_result(self.results_path, row)
         board.scalars({**means, **metrics}, epoch, "epoch")
-        names = [files.LAST, *self.record_best(metrics, means)]
+        names = [files.LAST, *self.record_best(metrics, means, counted)]
         if training.checkpoint_interval and epoch % training.checkpoint_interval == 0:
             names.append(files.epoch_file(epoch))
         self.save(*names)
@@ -641,9 +650,12 @@ class Trainer:
         if self.on_epoch is not None:
             self.on_epoch(epoch, row)
 
-    def record_best(self, metrics: dict[str, float], means: dict[str, float]) -> list[str]:
-        """Update the best scores; returns the best files to write now."""
-        state, epoch = self.state, self.state.epoch
+    def record_best(
+        self, metrics: dict[str, float], means: dict[str, float], epoch: int
+    ) -> list[str]:
+        """Update the best scores (``epoch``: as users count it); returns the best files to
+        write now."""
+        state = self.state
         if self.task.metric_name in metrics:
             score = metrics[self.task.metric_name]
         elif self.evaluates():
@@ -653,6 +665,7 @@ class Trainer:
         names = []
         if state.best_metric is None or score > state.best_metric:
             state.best_metric, state.best_epoch, state.best_stage = score, epoch, state.stage
+            state.best_iteration = state.iteration
             state.evals_without_gain = 0
             names.append(files.BEST)
         else:
@@ -678,10 +691,9 @@ class Trainer:
             what = f"best {self.task.metric_name} {state.best_metric:.4f}"
         else:
             what = f"best training loss {-state.best_metric:.5g}"
-        if state.best_epoch:
-            when = f"at epoch {state.best_epoch}"
-        else:  # a --max-iter run that ended inside its first epoch
-            when = f"at iteration {state.iteration} (inside epoch 1)"
+        when = f"at epoch {state.best_epoch}"
+        if state.best_iteration is not None:
+            when += f", iteration {state.best_iteration}"
         same = ""
         if self.cfg.training.stop_epoch is not None and state.best_stage is not None:
             twin = files.STAGE_BEST[state.best_stage]

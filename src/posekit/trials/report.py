@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from posekit.trials.options import TrialsRun
 
 CSV_COLUMNS = ("trial_id", "status", "final_map", "final_loss", "duration_s")
-STATUS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+STATUS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 BEST_CONFIG = "best_config.yaml"
 PLOT = "trials.png"
 
@@ -114,7 +114,7 @@ def csv_text(rows: list[TrialRow], keys: list[str]) -> str:
 
 
 def best_row(rows: list[TrialRow]) -> TrialRow | None:
-    complete = [r for r in rows if r.status == "complete" and r.final_map is not None]
+    complete = [r for r in rows if r.status == "completed" and r.final_map is not None]
     return max(complete, key=lambda r: (r.final_map, -r.trial_id), default=None)
 
 
@@ -139,7 +139,7 @@ def plot_png(rows: list[TrialRow], metric: str) -> bytes:
     values = [r.final_map for r in rows if r.final_map is not None and math.isfinite(r.final_map)]
     floor = min(values, default=0.0)
     styles = {
-        "complete": ("tab:blue", "o", "complete"),
+        "completed": ("tab:blue", "o", "completed"),
         "pruned": ("tab:orange", "v", "pruned"),
         "failed": ("tab:red", "x", "failed"),
     }
@@ -152,7 +152,7 @@ def plot_png(rows: list[TrialRow], metric: str) -> bytes:
         by_trial.scatter(xs, ys, c=color, marker=marker, s=60, label=label, zorder=3)
         for row in chosen:
             if row.curve:
-                style = "-" if status == "complete" else "--"
+                style = "-" if status == "completed" else "--"
                 by_epoch.plot(list(row.curve), list(row.curve.values()), style, color=color)
     best = best_row(rows)
     if best is not None:
