@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.posekit-installed
 SYNTH_DIR := data/synthetic
 
-.PHONY: venv demo test soak lint format bench bench-quick bench-detector clean
+.PHONY: venv demo test soak lint format bench bench-quick bench-detector gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ soak: $(STAMP)
 # the detector must-show: 30 minutes of training with its learning curve (not in make bench)
 bench-detector: venv
 	$(BENCH)/bench_detector.py --budget-min 30
+
+# on a GPU machine: every family with fp16 AMP, loss falls, exact resume, img/s; NCCL with 2 GPUs
+gpu-check: venv
+	$(BENCH)/gpu_check.py
 
 bench-quick: venv
 	$(BENCH)/bench_synthetic.py

@@ -129,6 +129,19 @@ def test_stop_and_resume_is_bit_identical(detector_config: Callable[..., Posekit
     assert straight.state.best_metric == second.state.best_metric
 
 
+def test_every_part_of_the_state_is_restored(
+    detector_config: Callable[..., PosekitConfig],
+) -> None:
+    from ..engine.resume_check import check_exact_resume
+
+    def trainer(cfg: PosekitConfig) -> Trainer:
+        torch.manual_seed(cfg.seed)
+        task = DetectorTask(cfg, CPU)
+        return Trainer(task.cfg, task, cfg.resolved_work_dir(), CPU, lambda _: None)
+
+    check_exact_resume(detector_config, trainer, "training.multiscale=[64, 96]")
+
+
 def test_val_and_predict_from_the_command_line(
     detector_config: Callable[..., PosekitConfig],
     boxes_data: Path,

@@ -81,3 +81,14 @@ def test_resume_with_more_epochs_extends_the_run(
     trainer.resume_from(cfg.resolved_work_dir() / "checkpoints" / "last.pth")
     state = trainer.fit()
     assert state.epoch == 2 and state.iteration == 12
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_every_part_of_the_state_is_restored(
+    make_config: Callable[..., PosekitConfig], workers: int
+) -> None:
+    """Bottom-up, with loader workers or without: see ``resume_check``."""
+    from .resume_check import check_exact_resume
+
+    # 6 batches an epoch: batch 9 is inside epoch 2, inside the cosine after the warm-up
+    check_exact_resume(make_config, make_trainer, f"data.num_workers={workers}", stop_batch=9)

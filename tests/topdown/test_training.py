@@ -38,6 +38,14 @@ def test_stop_and_resume_is_bit_identical(
     assert straight.state.best_metric == second.state.best_metric
 
 
+def test_every_part_of_the_state_is_restored(
+    topdown_config: Callable[..., PosekitConfig],
+) -> None:
+    from ..engine.resume_check import check_exact_resume
+
+    check_exact_resume(topdown_config, make_topdown_trainer, "training.amp=true")
+
+
 def test_finetune_onto_14_keypoints_with_a_frozen_backbone(
     topdown_config: Callable[..., PosekitConfig], tiny_people: Path
 ) -> None:

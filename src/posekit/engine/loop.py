@@ -100,6 +100,9 @@ class TrainState:
     nonfinite_streak: int = 0
     skipped_samples: int = 0  # unreadable samples replaced (data.bad_images=skip)
     early_stopped: bool = False
+    # the epoch's loss terms so far (a run resumed mid-epoch reports the whole epoch's mean)
+    epoch_loss_sums: dict[str, float] = field(default_factory=dict)
+    epoch_batches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -378,8 +381,8 @@ class Trainer:
         training, started = self.cfg.training, time.perf_counter()
         loader = self.loader(self.state.epoch, self.state.batch_in_epoch)
         self.set_train_mode()
-        sums: dict[str, float] = {}
-        count = 0
+        sums = self.state.epoch_loss_sums  # kept in the state: checkpoints carry them
+        count = 0  # batches this process trained (the speed shown)
         bar = tqdm(
             loader,
             desc=f"epoch {self.state.epoch + 1}/{training.max_epochs}",
@@ -392,6 +395,7 @@ class Trainer:
                 self.state.skipped_samples += int(batch.pop("skipped").sum())
                 terms = mean_across_ranks(self.train_step(move_batch(batch, self.device)))
                 count += 1
+                self.state.epoch_batches += 1
                 for key, value in terms.items():
                     sums[key] = sums.get(key, 0.0) + value
                 images_per_s = count * training.batch_size / (time.perf_counter() - started)
@@ -409,10 +413,10 @@ class Trainer:
             where = f"the latest checkpoint in {self.checkpoints}"
             raise TrainingStopped(worker_death_message(exc, where)) from None
         bar.close()
-        means = {
-            ("loss" if k == "loss" else f"loss_{k}"): v / max(1, count) for k, v in sums.items()
-        }
+        batches = max(1, self.state.epoch_batches)
+        means = {("loss" if k == "loss" else f"loss_{k}"): v / batches for k, v in sums.items()}
         if self.state.batch_in_epoch >= self.batches_per_epoch:
+            self.state.epoch_loss_sums, self.state.epoch_batches = {}, 0
             if self.pending_batches():
                 self.optimizer_step()  # the epoch's last, partial accumulation window
             self.state.epoch += 1
@@ -518,7 +522,7 @@ class Trainer:
             return
         if iteration % training.log_after == 0:
             board.scalars({**terms, "lr": self.lr()}, iteration, "train")
-            self.say(loss_line(iteration, self.log_sums, self.log_count, self.lr()))
+            self.say_above_bar(loss_line(iteration, self.log_sums, self.log_count, self.lr()))
             if self.dist.is_main:
                 means = {k: v / max(1, self.log_count) for k, v in self.log_sums.items()}
                 logs.append_result(self.progress_path, {**self.position(), **means})
@@ -531,13 +535,20 @@ class Trainer:
         if validate_now and self.task.has_validation():
             metrics = self.validate()
             board.scalars(metrics, iteration, "val")
-            self.say(f"iteration {iteration}: " + _metrics_line(metrics))
+            self.say_above_bar(f"iteration {iteration}: " + _metrics_line(metrics))
             if self.dist.is_main:
                 logs.append_result(self.progress_path, {**self.position(), **metrics})
                 logs.write_plots(self.results_path, self.work_dir / "plots", self.progress_path)
             best = self.record_best(metrics, {}, self.state.epoch + 1)  # best.pth by the metric
             if best:
                 self.save(*best)
+
+    def say_above_bar(self, line: str) -> None:
+        """A line in the middle of an epoch, printed above the progress bar (not after it)."""
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode():
+            self.say(line)
 
     def position(self) -> dict[str, float]:
         """Where training is: the iteration and the epoch with its fraction done."""
