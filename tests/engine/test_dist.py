@@ -122,6 +122,6 @@ def test_torchrun_posekit_train_writes_once_and_resumes(tmp_path: Path) -> None:
     assert lrs == [g["lr"] for g in uninterrupted["optimizer"]["param_groups"]]
     assert state["train_state"]["best_metric"] == uninterrupted["train_state"]["best_metric"]
     rows = (tmp_path / "two" / "results.csv").read_text().splitlines()
-    # one writer: the header, the row of the stop inside epoch 1 (dropped on resume, being
-    # after... no: it is at iteration 2, kept), then epochs 1 and 2; not twice as many
+    # one writer: the header, the row of the stop inside epoch 1 (iteration 2), then epochs 1
+    # and 2; not twice as many
     assert [row.split(",")[:2] for row in rows[1:]] == [["1", "2"], ["1", "3"], ["2", "6"]]
