@@ -66,7 +66,7 @@ def check_exact_resume(
     make_trainer: Callable[[PosekitConfig], Trainer],
     *extra: str,
     stop_batch: int | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Straight vs stopped at ``stop_batch`` (default: half-way through the second epoch, so
     a best metric exists) and resumed: the same at the resume and at the end."""
     straight = make_trainer(build(*STRICT, *extra, work="straight"))
@@ -87,3 +87,4 @@ def check_exact_resume(
     assert_same(at_stop, snapshot(second), "right after resume_from")
     second.fit()
     assert_same(snapshot(straight), snapshot(second), "at the end")
+    return at_stop

@@ -92,3 +92,19 @@ def test_every_part_of_the_state_is_restored(
 
     # 6 batches an epoch: batch 9 is inside epoch 2, inside the cosine after the warm-up
     check_exact_resume(make_config, make_trainer, f"data.num_workers={workers}", stop_batch=9)
+
+
+def test_the_early_stop_counter_is_restored(make_config: Callable[..., PosekitConfig]) -> None:
+    """An evaluated run whose metric stops improving: at the stop (inside epoch 3) the best
+    is epoch 1's and one evaluation has gone without gain; a resume that forgot the counter
+    would end with one fewer."""
+    from .resume_check import check_exact_resume
+
+    def scored(cfg: PosekitConfig):  # type: ignore[no-untyped-def]
+        trainer = make_trainer(cfg)
+        trainer.validate = lambda: {"AP": 0.5}  # type: ignore[method-assign]
+        return trainer
+
+    at_stop = check_exact_resume(make_config, scored, "training.eval_interval=1", stop_batch=14)
+    state = at_stop["train_state"]
+    assert (state["best_metric"], state["best_epoch"], state["evals_without_gain"]) == (0.5, 1, 1)
