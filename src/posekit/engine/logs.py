@@ -26,8 +26,13 @@ def read_results(path: Path) -> list[dict[str, str]]:
 def append_result(path: Path, row: dict[str, Any]) -> None:
     """Append one row to results.csv (rewritten atomically; new columns are added)."""
     rows = [*read_results(path), {k: _format(v) for k, v in row.items()}]
+    write_rows(path, rows, rows)
+
+
+def write_rows(path: Path, rows: list[dict[str, str]], header_from: list[dict[str, str]]) -> None:
+    """``rows`` as a CSV (atomically) whose columns are every key of ``header_from``."""
     columns: list[str] = []
-    for existing in rows:
+    for existing in header_from:
         columns.extend(k for k in existing if k not in columns)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
@@ -133,16 +138,8 @@ def drop_rows_after(path: Path, iteration: int) -> None:
     """Remove the rows logged after ``iteration`` (a resumed run logs them again)."""
     rows = read_results(path)
     kept = [row for row in rows if float(row.get("iter") or 0) <= iteration]
-    if len(kept) == len(rows):
-        return
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(kept)
-    atomic_write_text(path, buffer.getvalue())
+    if len(kept) != len(rows):
+        write_rows(path, kept, rows)
 
 
 class TensorBoardLog:
