@@ -88,3 +88,13 @@ def test_validation_drawings_show_truth_beside_prediction(make_config: Build) ->
     assert image.shape[:2] == (record.height, 2 * record.width + gap)
     separator = image[:, record.width : record.width + gap].astype(np.int16)
     assert np.abs(separator - 128).max() < 40  # the grey gap between the two panels
+
+
+def test_the_loss_plot_draws_loss_terms_only() -> None:
+    from posekit.engine.logs import is_loss_column
+
+    columns = ["epoch", "iter", "stage", "loss", "loss_stage1_pafs", "stage1_heatmaps", "vfl",
+               "lr", "AP", "APm", "AR50", "epoch_time", "peak_memory_mb", "skipped"]  # fmt: skip
+    assert [c for c in columns if is_loss_column(c)] == [
+        "loss", "loss_stage1_pafs", "stage1_heatmaps", "vfl",
+    ]  # fmt: skip

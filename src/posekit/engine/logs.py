@@ -12,6 +12,8 @@ from posekit.atomic import atomic_write_bytes, atomic_write_text
 
 LOSS_PLOT = "loss.png"
 PROGRESS = "progress.csv"  # the loss every log_after iterations, mid-epoch evaluations
+# progress.csv / results.csv columns that are not loss terms
+NOT_LOSS = ("epoch", "iter", "stage", "lr", "epoch_time", "skipped", "peak_memory_mb")
 METRIC_PLOT = "metrics.png"
 METRIC_COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "PCK", "bbox_AP")
 
@@ -96,7 +98,7 @@ def write_plots(
         return []
     axis, loss_rows, metric_rows = plot_rows(rows, progress)
     written = []
-    loss_columns = _columns(loss_rows, lambda c: c == "loss" or c.startswith(("loss_", "stage")))
+    loss_columns = _columns(loss_rows, is_loss_column)
     metric_columns = [c for c in METRIC_COLUMNS if any(row.get(c) for row in metric_rows)]
     for name, columns, ylabel, source in (
         (LOSS_PLOT, loss_columns, "loss", loss_rows),
@@ -125,6 +127,18 @@ def write_plots(
         atomic_write_bytes(plots_dir / name, buffer.getvalue())
         written.append(plots_dir / name)
     return written
+
+
+def is_loss_column(column: str) -> bool:
+    """``loss`` and its terms: ``loss_*`` in results.csv, the bare term names (``stage1_pafs``,
+    ``heatmap``, ``vfl``...) in progress.csv; not ``stage``, ``iter``, ``lr`` or metrics."""
+    if column == "loss" or column.startswith("loss_"):
+        return True
+    return (
+        column not in NOT_LOSS
+        and column not in METRIC_COLUMNS
+        and not column.startswith(("AP", "AR", "PCK"))
+    )
 
 
 def _columns(rows: list[dict[str, str]], keep: Any) -> list[str]:
