@@ -152,3 +152,24 @@ def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(make_config: Build) 
         trainer.fit()
     assert not (cfg.resolved_work_dir() / "checkpoints" / "last.pth").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+class _PipeClosesLoader:
+    """A loader whose worker pipe closes under the reader (a worker killed mid-hand-over)."""
+
+    def __init__(self, num_workers: int) -> None:
+        self.num_workers = num_workers
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise EOFError
+        yield
+
+
+def test_a_worker_pipe_closing_mid_batch_is_a_worker_death(make_config: Build) -> None:
+    trainer = make_trainer(make_config("training.max_epochs=1"))
+    with pytest.raises(TrainingStopped, match="data loader worker died") as caught:
+        list(trainer.batches(_PipeClosesLoader(num_workers=1)))
+    assert "--resume" in str(caught.value)
+    assert (trainer.checkpoints / "last.pth").is_file()  # the progress is saved first
+    with pytest.raises(EOFError):  # without workers it is not a worker's death
+        list(trainer.batches(_PipeClosesLoader(num_workers=0)))

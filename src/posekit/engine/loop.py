@@ -359,7 +359,11 @@ class Trainer:
                     )
                     self.train_one_epoch(board)
         finally:
-            board.close()
+            try:
+                board.close()
+            except RuntimeError as exc:  # PyTorch's SIGCHLD handler, after a worker died
+                if not is_worker_death(exc):
+                    raise
         for line in self.end_lines(time.perf_counter() - started):
             self.say(line)
         return self.state
@@ -451,6 +455,15 @@ class Trainer:
             self.save(files.LAST)
             where = str(self.checkpoints / files.LAST)
             raise TrainingStopped(worker_death_message(exc, where)) from None
+        except (EOFError, ConnectionError) as exc:
+            # a worker killed while it handed over a batch: the pipe closes under the reader
+            source = getattr(loader, "iterable", loader)  # the DataLoader behind the bar
+            if not getattr(source, "num_workers", 0):
+                raise
+            self.save(files.LAST)
+            where = str(self.checkpoints / files.LAST)
+            death = RuntimeError(f"DataLoader worker exited unexpectedly ({type(exc).__name__})")
+            raise TrainingStopped(worker_death_message(death, where)) from None
 
     def autocast(self) -> torch.autocast:
         """bf16 on CPU, fp16 on CUDA (with the GradScaler), off unless ``training.amp``."""
