@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,17 @@ def test_synth_and_bad_schema_errors(tmp_path: Path) -> None:
                 "--schema", str(schema)),
         "s.yaml", "out of range",
     )  # fmt: skip
+
+
+def test_version_and_help_say_what_a_user_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert re.match(r"posekit \S+ \(PyTorch \S+, Python \S+\)", capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "Train, evaluate, run and export human pose models" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "[CONFIG] KEY=VALUE" in text and "--exist-ok" in text

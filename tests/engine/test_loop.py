@@ -262,3 +262,20 @@ def test_best_follows_the_metric_of_val_after_evaluations(make_config: Build) ->
     assert best["train_state"]["iteration"] == 4
     done = next(line for line in said if line.startswith("done in "))
     assert "best AP 0.5000 at epoch 1, iteration 4" in done and "-loss" not in done
+
+
+def test_resuming_a_checkpoint_of_another_model_is_one_line(
+    make_config: Build, tmp_path: Path
+) -> None:
+    cfg = make_config("training.max_epochs=1")
+    make_trainer(cfg).fit()
+    other = make_config("model.name=lw_openpose", work="other")
+    other = other.model_copy(
+        update={"model": other.model.model_copy(update={"params": {"num_channels": 16}})}
+    )
+    trainer = make_trainer(other)
+    with pytest.raises(CheckpointError) as error:
+        trainer.resume_from(cfg.resolved_work_dir() / "checkpoints" / "last.pth")
+    message = str(error.value)
+    assert "\n" not in message and "not a run of this model" in message
+    assert "Error(s) in loading state_dict" not in message
