@@ -523,8 +523,16 @@ def apply_overrides(data: dict[str, Any], words: list[str]) -> dict[str, Any]:
     result = data
     for word in words:
         parts, value = parse_override(word)
-        result, _ = move_old_keys(set_dotted(result, ".".join(parts), value), "override", True)
+        result, _ = set_layer(result, ".".join(parts), value, "override")
     return result
+
+
+def set_layer(
+    data: dict[str, Any], key: str, value: Any, source: str
+) -> tuple[dict[str, Any], list[str]]:
+    """``data`` with one later layer's ``key`` set (a setting or an override): an old key
+    lands at its new place and wins over what was there; also the old keys it used."""
+    return move_old_keys(set_dotted(data, key, value), source, old_wins=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -646,15 +654,15 @@ def check_family_sections(cfg: PosekitConfig, family: str) -> None:
 # settings a resumed run takes from the command line (the schedule is rebuilt from them, the
 # learning rate applied to the restored optimizer); any other difference is refused
 RESUME_CHANGEABLE = (
-    "experiment_name", "work_dir", "device", "inference.",
+    "device", "inference.",
     "data.val.", "data.num_workers", "data.bad_images", "data.synthetic.",
     "training.max_epochs", "training.max_iter", "training.eval_interval", "training.patience",
     "training.log_after", "training.checkpoint_after", "training.val_after",
     "training.checkpoint_interval", "training.keep_last", "training.val_output_name",
-    "training.grad_clip", "training.max_nonfinite", "training.resume", "training.exist_ok",
-    "training.compile", "training.checkpoint_path", "training.weights_only",
-    "training.from_mobilenet", "training.load_from", "training.optimizer.lr",
-    "training.schedule.", "model.params.backbone_weights",
+    "training.grad_clip", "training.max_nonfinite", "training.compile",
+    "training.checkpoint_path", "training.weights_only", "training.from_mobilenet",
+    "training.load_from", "training.optimizer.lr", "training.schedule.",
+    "model.params.backbone_weights",
     # what training draws or aims at from now on (exact continuation needs them unchanged)
     "training.resize_schedule", "training.multiscale", "bottomup.augment", "bottomup.targets.",
     "bottomup.loss.", "topdown.augment", "topdown.heatmap_sigma", "topdown.simcc_sigma",
@@ -663,6 +671,8 @@ RESUME_CHANGEABLE = (
     "topdown.keypoint_score_threshold", "topdown.oks_nms_threshold", "topdown.eval_batch_size",
     "detector.score_threshold", "detector.max_detections", "detector.eval_batch_size",
 )  # fmt: skip
+# how the run is found, not how it trains: neither applied nor refused when resuming
+RUN_LOCATION = ("experiment_name", "work_dir", "training.resume", "training.exist_ok")
 # filled in from the data by training (a detector's classes): unset on the command line
 RESOLVED_BY_TRAINING = ("data.category_ids", "detector.category_names")
 PATH_KEYS = ("labels", "images", "head_boxes", "detections")
@@ -672,7 +682,7 @@ def _comparable(cfg: PosekitConfig, family: str) -> dict[str, Any]:
     """``cfg``'s leaves without other families' sections, data paths made absolute."""
     data = cfg.to_dict()
     leaves = {}
-    for key, value in _leaves(data, "")[:]:
+    for key, value in _leaves(data, ""):
         key = key.lstrip(".")
         section = key.split(".")[0]
         if section in FAMILY_SECTIONS and section != family:
@@ -692,10 +702,10 @@ def resume_changes(
     applied, fixed = [], []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
-        if old == new or (key.startswith(RESOLVED_BY_TRAINING) and new is None):
+        if old == new or key in RUN_LOCATION:
             continue
-        if key in ("training.resume", "training.exist_ok", "work_dir", "experiment_name"):
-            continue  # how the run is found, not how it trains
+        if key.startswith(RESOLVED_BY_TRAINING) and new is None:
+            continue
         change = f"{key} ({reprlib.repr(old)} -> {reprlib.repr(new)})"
         (applied if key.startswith(RESUME_CHANGEABLE) else fixed).append(change)
     return applied, fixed
@@ -710,7 +720,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     of a mapping of sub-models (``custom_keys``) and list positions are stepped over."""
     current: Any = model
     for part in loc:
-        inner = _unwrap_container(current, part)
+        inner = _unwrap_container(current)
         if inner is not current and typing.get_origin(current) in (dict, list, tuple):
             current = inner  # ``part`` is a mapping key or a list position
             continue
@@ -725,12 +735,12 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if match is None:
             return []
         current = match.annotation
-    current = _unwrap_container(current, None)
+    current = _unwrap_container(current)
     fields = getattr(current, "model_fields", None) or {}
     return [info.alias or name for name, info in fields.items()]
 
 
-def _unwrap_container(annotation: Any, part: Any) -> Any:
+def _unwrap_container(annotation: Any) -> Any:
     """The model inside ``dict[str, Model]`` / ``list[Model]`` / ``Model | None``."""
     for _ in range(3):
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -790,7 +800,7 @@ def config_from_mapping(
     layers = [*(settings or {}).items(), *(parse_override(word) for word in overrides or [])]
     for key, value in layers:
         dotted = key if isinstance(key, str) else ".".join(key)
-        data, found = move_old_keys(set_dotted(data, dotted, value), source, old_wins=True)
+        data, found = set_layer(data, dotted, value, source)
         old_keys += [key for key in found if key not in old_keys]
     if overrides:
         source += " + overrides"
@@ -828,13 +838,17 @@ def with_absolute_paths(cfg: PosekitConfig) -> PosekitConfig:
     def absolute(value: str | None) -> str | None:
         return os.path.abspath(value) if value else value
 
+    def schema_file(schema: str | None) -> str | None:
+        """A schema given as a YAML file, absolute; a built-in name as it is."""
+        is_file = schema and Path(schema).suffix in (".yaml", ".yml") and Path(schema).is_file()
+        return os.path.abspath(schema) if is_file else schema
+
     def source(item: Any) -> Any:
-        fields = {"labels", "images", "head_boxes", "detections"} & set(type(item).model_fields)
+        fields = set(PATH_KEYS) & set(type(item).model_fields)
         update = {name: absolute(getattr(item, name)) for name in fields}
-        schema = item.keypoint_schema
-        if schema and Path(schema).suffix in (".yaml", ".yml") and Path(schema).is_file():
-            update["keypoint_schema"] = os.path.abspath(schema)
-        return item.model_copy(update=update)
+        return item.model_copy(
+            update={**update, "keypoint_schema": schema_file(item.keypoint_schema)}
+        )
 
     data = cfg.data
     update: dict[str, Any] = {
@@ -842,10 +856,8 @@ def with_absolute_paths(cfg: PosekitConfig) -> PosekitConfig:
         "val": source(data.val),
         "train_sets": [source(item) for item in data.train_sets],
         "synthetic": data.synthetic.model_copy(update={"dir": os.path.abspath(data.synthetic.dir)}),
+        "keypoint_schema": schema_file(data.keypoint_schema),
     }
-    schema = data.keypoint_schema
-    if Path(schema).suffix in (".yaml", ".yml") and Path(schema).is_file():
-        update["keypoint_schema"] = os.path.abspath(schema)
     params = dict(cfg.model.params)
     if isinstance(params.get("backbone_weights"), str):
         params["backbone_weights"] = os.path.abspath(params["backbone_weights"])

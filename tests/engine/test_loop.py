@@ -187,8 +187,8 @@ def test_log_after_prints_the_mean_loss_terms(make_config: Build) -> None:
     lines = [line for line in said if line.startswith("iteration ")]
     assert [line.split(":")[0] for line in lines] == ["iteration 2", "iteration 4", "iteration 6"]
     assert "stage1_heatmaps" in lines[0] and "stage1_pafs" in lines[0] and ", lr " in lines[0]
-    sums = {"loss": 3.0, "stage0_pafs": 1.0, "stage0_heatmaps": 2.0}
-    assert loss_line(7, sums, 2, 1e-3) == (
+    means = {"loss": 1.5, "stage0_pafs": 0.5, "stage0_heatmaps": 1.0}
+    assert loss_line(7, means, 1e-3) == (
         "iteration 7: loss 1.5 (stage0_pafs 0.5 stage0_heatmaps 1), lr 0.001"
     )
 

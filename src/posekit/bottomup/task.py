@@ -48,16 +48,22 @@ BOTTOMUP_MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_bottomup_model(cfg: PosekitConfig, layout: KeypointLayout) -> nn.Module:
+def bottomup_model_class(cfg: PosekitConfig) -> Any:
+    """``model.name``'s network class, with ``model.params`` checked against it (one line
+    per mistake; the heatmap and PAF counts come from the schema)."""
     if cfg.model.name not in BOTTOMUP_MODELS:
         raise ConfigError(
             f"model.name {cfg.model.name!r} is not a bottom-up model; known: "
             f"{sorted(BOTTOMUP_MODELS)}"
         )
-    schema = layout.network_schema
     factory = BOTTOMUP_MODELS[cfg.model.name]
     check_parameters(factory, cfg.model.params, "model.params", ("num_heatmaps", "num_pafs"))
-    return factory(
+    return factory
+
+
+def build_bottomup_model(cfg: PosekitConfig, layout: KeypointLayout) -> nn.Module:
+    schema = layout.network_schema
+    return bottomup_model_class(cfg)(
         num_heatmaps=schema.num_keypoints + 1, num_pafs=2 * schema.num_limbs, **cfg.model.params
     )
 
@@ -77,11 +83,7 @@ class BottomUpTask:
     @staticmethod
     def check_model_params(cfg: PosekitConfig) -> None:
         """``model.params`` checked before any data is read or made (one line per mistake)."""
-        factory = BOTTOMUP_MODELS.get(cfg.model.name)
-        if factory is not None:
-            check_parameters(
-                factory, cfg.model.params, "model.params", ("num_heatmaps", "num_pafs")
-            )
+        bottomup_model_class(cfg)
 
     @staticmethod
     def input_size_settings(size: int) -> dict[str, Any]:

@@ -91,6 +91,11 @@ class DetectThenPose:
     pose: LoadedModel
     box_threshold: float = 0.3
 
+    @property
+    def listing(self) -> tuple[str, str]:
+        """What ``predict`` lists, and in which file: the pose model's people."""
+        return self.pose.task.listing
+
     def __post_init__(self) -> None:
         detector_model(self.detector)
         if not self.pose.task.takes_person_boxes:
@@ -117,6 +122,11 @@ class OneModel:
 
     loaded: LoadedModel
     box_threshold: float = 0.3
+
+    @property
+    def listing(self) -> tuple[str, str]:
+        """What ``predict`` lists (people or detections), and in which file."""
+        return self.loaded.task.listing
 
     def predict_drawn(self, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
         return self.loaded.task.predict_listed(self.loaded.model, image, self.box_threshold)
@@ -148,13 +158,6 @@ def build_predictor(
     )  # fmt: skip
 
 
-def predictor_listing(predictor: Predictor) -> tuple[str, str]:
-    """What the predictor lists (``people`` / ``detections``) and the file it goes in."""
-    if isinstance(predictor, DetectThenPose):
-        return predictor.pose.task.listing
-    return predictor.loaded.task.listing
-
-
 def run_predict(
     source: str,
     weights: str | None,
@@ -172,7 +175,7 @@ def run_predict(
     out = sys.stdout if out is None else out  # looked up now: sys.stdout may be replaced
     say = sys.stderr if as_json else out
     predictor = build_predictor(weights, detector, pose, overrides, box_threshold)
-    what, listing = predictor_listing(predictor)
+    what, listing = predictor.listing
     if isinstance(predictor, OneModel) and predictor.loaded.task.takes_person_boxes:
         print(
             "no --detector: each whole image is taken as one person (for several people give "

@@ -142,8 +142,9 @@ def train(
         raise ConfigError(
             "--resume continues a run, --weights-only / load_from start a new one; give one"
         )
-    if continue_from is not None:
-        check_resume_changes(continue_from, cfg, say if info.is_main else _quiet)
+    resumed = load_checkpoint(continue_from) if continue_from is not None else None
+    if continue_from is not None and resumed is not None:
+        check_resume_changes(continue_from, resumed, cfg, say if info.is_main else _quiet)
     task = build_task(cfg, device)
     if continue_from is None and info.is_main:  # where the backbone's weights came from
         for line in backbone_weights_summary(task.model, other_weights=start_weights is not None):
@@ -154,13 +155,12 @@ def train(
     with run_folder(work_dir, continue_from is None, cfg.training.exist_ok, info.is_main, say):
         # the task may resolve settings from the data (a detector's classes): save those
         trainer = Trainer(task.cfg, task, work_dir, device, say, on_epoch=on_epoch)
-        if continue_from is not None:
-            data = load_checkpoint(continue_from)
-            original = original_state(data)
+        if continue_from is not None and resumed is not None:
+            original = original_state(resumed)
             if original is None:
                 trainer.resume_from(continue_from)
             else:
-                continue_original_run(trainer, continue_from, data, original)
+                continue_original_run(trainer, continue_from, resumed, original)
         for line in start_lines(trainer, task, device, work_dir):
             say(line)
         return trainer.fit()
@@ -201,10 +201,11 @@ def _quiet(_: str) -> None:
     return None
 
 
-def check_resume_changes(path: Path, cfg: PosekitConfig, say: Any) -> None:
-    """Settings given when resuming a posekit run: those that can change mid-run are applied
-    (and said), any other difference from the run's stored config is refused in one line."""
-    stored = load_checkpoint(path).get("config")
+def check_resume_changes(path: Path, data: dict[str, Any], cfg: PosekitConfig, say: Any) -> None:
+    """Settings given when resuming a posekit run (``data``: its loaded checkpoint): those
+    that can change mid-run are applied (and said), any other difference from the run's
+    stored config is refused in one line."""
+    stored = data.get("config")
     if not isinstance(stored, dict):
         return  # another tool's file, or weights without a config
     family = family_of(cfg.model.name)
@@ -234,12 +235,8 @@ def run_folder(
         return
     with run_lock(work_dir):
         moved = refuse_or_move_aside(work_dir, exist_ok) if new_run else None
-    if moved is None:
-        with run_lock(work_dir):
-            barrier()
-            yield
-        return
-    say(f"moved what an earlier run left in {work_dir} to {moved}")
+    if moved is not None:  # the lock moved with the old folder: lock the new one
+        say(f"moved what an earlier run left in {work_dir} to {moved}")
     with run_lock(work_dir):
         barrier()
         yield

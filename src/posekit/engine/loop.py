@@ -452,18 +452,19 @@ class Trainer:
         except RuntimeError as exc:
             if not is_worker_death(exc):
                 raise
-            self.save(files.LAST)
-            where = str(self.checkpoints / files.LAST)
-            raise TrainingStopped(worker_death_message(exc, where)) from None
+            raise self.worker_died(exc) from None
         except (EOFError, ConnectionError) as exc:
             # a worker killed while it handed over a batch: the pipe closes under the reader
             source = getattr(loader, "iterable", loader)  # the DataLoader behind the bar
             if not getattr(source, "num_workers", 0):
                 raise
-            self.save(files.LAST)
-            where = str(self.checkpoints / files.LAST)
             death = RuntimeError(f"DataLoader worker exited unexpectedly ({type(exc).__name__})")
-            raise TrainingStopped(worker_death_message(death, where)) from None
+            raise self.worker_died(death) from None
+
+    def worker_died(self, exc: RuntimeError) -> TrainingStopped:
+        """The stop for a dead loader worker, the progress saved first."""
+        self.save(files.LAST)
+        return TrainingStopped(worker_death_message(exc, str(self.checkpoints / files.LAST)))
 
     def autocast(self) -> torch.autocast:
         """bf16 on CPU, fp16 on CUDA (with the GradScaler), off unless ``training.amp``."""
@@ -535,9 +536,9 @@ class Trainer:
             return
         if iteration % training.log_after == 0:
             board.scalars({**terms, "lr": self.lr()}, iteration, "train")
-            self.say_above_bar(loss_line(iteration, self.log_sums, self.log_count, self.lr()))
+            means = {k: v / max(1, self.log_count) for k, v in self.log_sums.items()}
+            self.say_above_bar(loss_line(iteration, means, self.lr()))
             if self.dist.is_main:
-                means = {k: v / max(1, self.log_count) for k, v in self.log_sums.items()}
                 logs.append_result(self.progress_path, {**self.position(), **means})
             self.log_sums, self.log_count = {}, 0
         if training.checkpoint_after and iteration % training.checkpoint_after == 0:
@@ -643,7 +644,7 @@ class Trainer:
             metrics = self.validate()
             where = (
                 f"epoch {epoch}"
-                if not self.state.batch_in_epoch
+                if counted == epoch
                 else f"iteration {self.state.iteration} (inside epoch {counted})"
             )
             self.say(f"{where}: " + _metrics_line(metrics))
@@ -731,10 +732,10 @@ class Trainer:
         )  # fmt: skip
 
 
-def loss_line(iteration: int, sums: dict[str, float], count: int, lr: float) -> str:
+def loss_line(iteration: int, means: dict[str, float], lr: float) -> str:
     """``training.log_after``'s line: each loss term's mean over the batches since the last
     line (as the original train.py prints every ``log_after`` iterations). Pure."""
-    means = {key: value / max(1, count) for key, value in sums.items()}
+    means = dict(means)
     total = means.pop("loss", math.nan)
     terms = " ".join(f"{key} {value:.5g}" for key, value in means.items())
     return (

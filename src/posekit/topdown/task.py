@@ -48,7 +48,9 @@ TOPDOWN_MODELS: dict[str, type[nn.Module]] = {"topdown": TopDownPoseNet}
 Boxes = tuple[np.ndarray, np.ndarray]  # (M, 4) xywh, (M,) scores
 
 
-def build_topdown_model(cfg: PosekitConfig, schema: KeypointSchema) -> nn.Module:
+def topdown_model_class(cfg: PosekitConfig) -> Any:
+    """``model.name``'s network class, with ``model.params`` checked against it (one line
+    per mistake; the keypoint count comes from the schema)."""
     if cfg.model.name not in TOPDOWN_MODELS:
         raise ConfigError(
             f"model.name {cfg.model.name!r} is not a top-down model; "
@@ -56,7 +58,11 @@ def build_topdown_model(cfg: PosekitConfig, schema: KeypointSchema) -> nn.Module
         )
     factory = TOPDOWN_MODELS[cfg.model.name]
     check_parameters(factory, cfg.model.params, "model.params", ("num_keypoints",))
-    return factory(num_keypoints=schema.num_keypoints, **cfg.model.params)
+    return factory
+
+
+def build_topdown_model(cfg: PosekitConfig, schema: KeypointSchema) -> nn.Module:
+    return topdown_model_class(cfg)(num_keypoints=schema.num_keypoints, **cfg.model.params)
 
 
 def topdown_spec(cfg: PosekitConfig, model: nn.Module) -> TopDownSpec:
@@ -87,9 +93,7 @@ class TopDownTask:
     @staticmethod
     def check_model_params(cfg: PosekitConfig) -> None:
         """``model.params`` checked before any data is read or made (one line per mistake)."""
-        factory = TOPDOWN_MODELS.get(cfg.model.name)
-        if factory is not None:
-            check_parameters(factory, cfg.model.params, "model.params", ("num_keypoints",))
+        topdown_model_class(cfg)
 
     @staticmethod
     def input_size_settings(size: int) -> dict[str, Any]:
